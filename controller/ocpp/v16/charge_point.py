@@ -1,0 +1,494 @@
+"""OCPP 1.6J charge-point side: the link to the CSMS and the Core profile.
+
+It translates in both directions and decides nothing about charging: the
+station shell owns sessions, the store owns the transaction events, and this
+layer renders them as 1.6 messages, delivers them in order, and turns CSMS
+requests into station commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import websockets
+from ocpp.v16.enums import Action
+from websockets.asyncio.client import connect
+
+from controller import __version__
+from controller.core.status import Status, StopReason
+from controller.ocpp.rpc import OcppError, Reply, RpcSession
+from controller.ocpp.v16.keys import ChangeResult, ConfigurationKeys
+from controller.station import AuthorizationResult, Station
+from controller.store import OutboxMessage, Store
+
+log = logging.getLogger("evsed.ocpp")
+
+VERSION = "1.6"
+SUBPROTOCOL = "ocpp1.6"
+ACTIONS = frozenset(a.value for a in Action)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSettings:
+    url: str  # the CSMS endpoint; the station id is appended as the last path segment
+    station_id: str
+    vendor: str
+    model: str
+    serial_number: str = ""
+    password: str = ""  # HTTP Basic auth (security profile 1); never logged
+    response_timeout: float = 30.0
+    reconnect_min: float = 1.0
+    reconnect_max: float = 60.0
+    boot_retry: float = 60.0
+
+
+class Registration(StrEnum):
+    NONE = "None"  # no BootNotification answered yet
+    PENDING = "Pending"
+    REJECTED = "Rejected"
+    ACCEPTED = "Accepted"
+
+
+DataTransferHandler = Callable[[str | None, str | None], Awaitable[tuple[str, str | None]]]
+
+
+class ChargePoint16:
+    def __init__(
+        self, settings: LinkSettings, station: Station, keys: ConfigurationKeys, store: Store
+    ) -> None:
+        self.settings = settings
+        self.station = station
+        self.keys = keys
+        self.store = store
+        self.registration = Registration.NONE
+        self.rpc: RpcSession | None = None
+        self.link_allowed = asyncio.Event()
+        self.link_allowed.set()
+        self.restart_requested: asyncio.Future[StopReason | None] | None = None
+        self.vendors: dict[str, DataTransferHandler] = {}
+        self._statuses: dict[int, tuple[Status, str]] = {}
+        self._status_event = asyncio.Event()
+        self._outbox_event = asyncio.Event()
+        self._connection: Any = None
+        self._resetting = False
+        self.heartbeat_on_idle_only = True  # False: every HeartbeatInterval regardless of traffic
+        self._last_heartbeat = 0.0
+        self._background: set[asyncio.Task[Any]] = set()
+        station.link = self
+
+    # --- the station's view (CentralSystemLink) -------------------------------------
+
+    @property
+    def online(self) -> bool:
+        return self.rpc is not None and self.registration is Registration.ACCEPTED
+
+    async def authorize(self, id_tag: str) -> AuthorizationResult | None:
+        if not self.online:
+            log.warning("cannot authorize %s: CSMS not reachable", id_tag)
+            return None
+        try:
+            answer = await self._call("Authorize", {"idTag": id_tag})
+        except (OcppError, ConnectionError, TimeoutError) as e:
+            log.warning("Authorize for %s failed: %s", id_tag, e)
+            return None
+        info = answer["idTagInfo"]
+        return AuthorizationResult(info["status"], info.get("parentIdTag"))
+
+    def status_changed(self, connector: int, status: Status) -> None:
+        self._statuses[connector] = (status, self.station.now_iso())
+        self._status_event.set()
+
+    def events_queued(self) -> None:
+        self._outbox_event.set()
+
+    # --- link control (control interface) --------------------------------------------
+
+    def cut(self) -> None:
+        """Drop the link and keep it down until restore() (a simulated network cut)."""
+        self.link_allowed.clear()
+        if self._connection is not None:
+            self._later(self._connection.close())
+
+    def restore(self) -> None:
+        self.link_allowed.set()
+
+    def link_state(self) -> dict[str, Any]:
+        return {
+            "connected": self.rpc is not None,
+            "registration": self.registration.value,
+            "allowed": self.link_allowed.is_set(),
+        }
+
+    # --- connection loop ------------------------------------------------------------
+
+    async def run(self) -> None:
+        backoff = self.settings.reconnect_min
+        url = self.settings.url.rstrip("/") + "/" + self.settings.station_id
+        while True:
+            await self.link_allowed.wait()
+            try:
+                async with connect(
+                    url,
+                    subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+                    additional_headers=self._auth_headers(),
+                    open_timeout=self.settings.response_timeout,
+                    ping_interval=self.keys.get_int("WebSocketPingInterval") or None,
+                    max_size=2**20,
+                ) as ws:
+                    if ws.subprotocol != SUBPROTOCOL:
+                        log.error("CSMS did not agree to %s; closing", SUBPROTOCOL)
+                        await ws.close()
+                        raise ConnectionError("no ocpp1.6 subprotocol")
+                    log.info("connected to %s", url)
+                    backoff = self.settings.reconnect_min
+                    await self._serve(ws)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as e:
+                log.warning("CSMS link: %s", e or type(e).__name__)
+            except Exception:
+                log.exception("CSMS link failed")
+            finally:
+                self.rpc = None
+                self._connection = None
+            if not self.link_allowed.is_set():
+                continue
+            delay = backoff * random.uniform(0.8, 1.2)
+            log.info("reconnecting in %.1f s", delay)
+            await asyncio.sleep(delay)
+            backoff = min(backoff * 2, self.settings.reconnect_max)
+
+    def _auth_headers(self) -> dict[str, str]:
+        if not self.settings.password:
+            return {}
+        token = f"{self.settings.station_id}:{self.settings.password}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(token).decode()}
+
+    async def _serve(self, ws: Any) -> None:
+        self._connection = ws
+        self.rpc = RpcSession(
+            ws,
+            VERSION,
+            self._handlers(),
+            ACTIONS,
+            self.settings.response_timeout,
+            accept_calls=lambda action: self.registration is not Registration.REJECTED,
+        )
+        reader = asyncio.ensure_future(self.rpc.run())
+        worker = asyncio.ensure_future(self._work())
+        try:
+            done, _ = await asyncio.wait({reader, worker}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    exc = task.exception()
+                    if not isinstance(exc, websockets.exceptions.ConnectionClosed):
+                        raise exc  # type: ignore[misc]
+        finally:
+            for task in (reader, worker):
+                task.cancel()
+            await asyncio.gather(reader, worker, return_exceptions=True)
+            log.warning("disconnected from CSMS")
+
+    async def _work(self) -> None:
+        if self.registration is not Registration.ACCEPTED:
+            await self._register()
+        # Statuses are not queued while offline: the current one of every connector is sent.
+        for connector, status in sorted(self.station.statuses().items()):
+            self.status_changed(connector, status)
+        await asyncio.gather(self._send_statuses(), self._deliver_outbox(), self._heartbeat())
+
+    async def _call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        rpc = self.rpc
+        if rpc is None:
+            raise ConnectionError("not connected")
+        return await rpc.call(action, payload)
+
+    # --- registration -----------------------------------------------------------------
+
+    async def _register(self) -> None:
+        payload = {
+            "chargePointVendor": self.settings.vendor,
+            "chargePointModel": self.settings.model,
+            "firmwareVersion": __version__,
+        }
+        if self.settings.serial_number:
+            payload["chargePointSerialNumber"] = self.settings.serial_number
+        while True:
+            try:
+                answer = await self._call("BootNotification", payload)
+            except (OcppError, TimeoutError) as e:
+                log.warning("BootNotification failed: %s", e)
+                await asyncio.sleep(self.settings.boot_retry)
+                continue
+            self._set_clock(answer["currentTime"])
+            self.registration = Registration(answer["status"])
+            interval = int(answer["interval"])
+            log.info("BootNotification %s (interval %d s)", answer["status"], interval)
+            if self.registration is Registration.ACCEPTED:
+                if interval > 0:
+                    self.keys.change("HeartbeatInterval", str(interval))
+                return
+            await asyncio.sleep(interval if interval > 0 else self.settings.boot_retry)
+
+    def _set_clock(self, current_time: str) -> None:
+        try:
+            csms = datetime.fromisoformat(current_time.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            log.warning("CSMS sent an unreadable currentTime %r", current_time)
+            return
+        self.station.clock_offset = csms - time.time()
+
+    # --- periodic sending ---------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        while True:
+            interval = self.keys.get_int("HeartbeatInterval")
+            rpc = self.rpc
+            assert rpc is not None
+            last = rpc.last_sent if self.heartbeat_on_idle_only else self._last_heartbeat
+            idle = asyncio.get_running_loop().time() - last
+            if idle < interval:
+                await asyncio.sleep(min(interval - idle, 5.0))
+                continue
+            try:
+                self._last_heartbeat = asyncio.get_running_loop().time()
+                answer = await self._call("Heartbeat", {})
+                self._set_clock(answer["currentTime"])
+            except (OcppError, TimeoutError) as e:
+                log.warning("Heartbeat failed: %s", e)
+                await asyncio.sleep(min(interval, 30))
+
+    async def _send_statuses(self) -> None:
+        while True:
+            await self._status_event.wait()
+            self._status_event.clear()
+            while self._statuses:
+                connector = next(iter(self._statuses))
+                status, timestamp = self._statuses.pop(connector)
+                payload: dict[str, Any] = {
+                    "connectorId": connector,
+                    "status": status.status.value,
+                    "errorCode": status.error_code,
+                    "timestamp": timestamp,
+                }
+                if status.info:
+                    payload["info"] = status.info[:50]
+                try:
+                    await self._call("StatusNotification", payload)
+                except (OcppError, TimeoutError) as e:
+                    log.warning("StatusNotification failed: %s", e)
+
+    async def _deliver_outbox(self) -> None:
+        """Send transaction events in the order they happened, each until it is taken."""
+        while True:
+            message = self.store.next_message()
+            if message is None:
+                self._outbox_event.clear()
+                await self._outbox_event.wait()
+                continue
+            rendered = self._render(message)
+            if rendered is None:
+                self.store.mark_failed(message.id, "its StartTransaction was never accepted")
+                continue
+            action, payload = rendered
+            try:
+                answer = await self._call(action, payload)
+            except (OcppError, TimeoutError) as e:
+                attempts = self.store.record_attempt(message.id, str(e))
+                limit = self.keys.get_int("TransactionMessageAttempts")
+                if attempts >= limit:
+                    log.error("giving up %s after %d attempts: %s", action, attempts, e)
+                    self.store.mark_failed(message.id, str(e))
+                else:
+                    delay = self.keys.get_int("TransactionMessageRetryInterval") * attempts
+                    log.warning("%s failed (%s); retry in %d s", action, e, delay)
+                    await asyncio.sleep(delay)
+                continue
+            if action == "StartTransaction" and message.tx_id is not None:
+                status = answer["idTagInfo"]["status"]
+                self.store.set_csms_transaction_id(message.tx_id, answer["transactionId"], status)
+                self.station.transaction_confirmed(message.tx_id, status)
+            self.store.mark_delivered(message.id)
+
+    def _render(self, message: OutboxMessage) -> tuple[str, dict[str, Any]] | None:
+        tx = self.store.transaction(message.tx_id) if message.tx_id is not None else None
+        if message.kind == "start":
+            assert tx is not None
+            return "StartTransaction", {
+                "connectorId": tx.connector,
+                "idTag": tx.id_tag,
+                "meterStart": round(tx.meter_start_wh),
+                "timestamp": tx.started_at,
+            }
+        if message.kind == "meter":
+            data = message.data
+            payload: dict[str, Any] = {
+                "connectorId": data["connector"],
+                "meterValue": [meter_value(data)],
+            }
+            if tx is not None and tx.csms_id is not None:
+                payload["transactionId"] = tx.csms_id
+            return "MeterValues", payload
+        assert tx is not None and message.kind == "stop"
+        if tx.csms_id is None:
+            return None
+        payload = {
+            "transactionId": tx.csms_id,
+            "meterStop": round(tx.meter_stop_wh or tx.meter_start_wh),
+            "timestamp": tx.stopped_at,
+            "reason": tx.stop_reason,
+        }
+        if tx.stop_id_tag:
+            payload["idTag"] = tx.stop_id_tag
+        kept = self.store.tx_data(tx.id)
+        if kept:
+            payload["transactionData"] = [meter_value(d) for d in kept]
+        return "StopTransaction", payload
+
+    # --- requests from the CSMS ------------------------------------------------------------
+
+    def _handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any] | Reply]]]:
+        return {
+            "ChangeAvailability": self._change_availability,
+            "ChangeConfiguration": self._change_configuration,
+            "ClearCache": self._clear_cache,
+            "DataTransfer": self._data_transfer,
+            "GetConfiguration": self._get_configuration,
+            "RemoteStartTransaction": self._remote_start,
+            "RemoteStopTransaction": self._remote_stop,
+            "Reset": self._reset,
+            "UnlockConnector": self._unlock_connector,
+        }
+
+    async def _change_availability(self, req: dict[str, Any]) -> dict[str, Any]:
+        operative = req["type"] == "Operative"
+        answer = self.station.change_availability(req["connectorId"], operative)
+        return {"status": answer.value}
+
+    async def _change_configuration(self, req: dict[str, Any]) -> dict[str, Any]:
+        result = self.keys.change(req["key"], req["value"])
+        if result in (ChangeResult.ACCEPTED, ChangeResult.REBOOT_REQUIRED):
+            log.info("configuration %s changed", req["key"])
+            self.station.settings_changed()
+        return {"status": result.value}
+
+    async def _get_configuration(self, req: dict[str, Any]) -> dict[str, Any]:
+        wanted = req.get("key")
+        known = self.keys.items()
+        if wanted:
+            by_name = {spec.name: (spec, value) for spec, value in known}
+            known = [by_name[name] for name in wanted if name in by_name]
+            unknown = [name for name in wanted if name not in by_name]
+        else:
+            unknown = []
+        answer: dict[str, Any] = {
+            "configurationKey": [
+                {"key": spec.name, "readonly": spec.readonly, "value": value}
+                for spec, value in known
+            ]
+        }
+        if unknown:
+            answer["unknownKey"] = unknown
+        return answer
+
+    async def _clear_cache(self, req: dict[str, Any]) -> dict[str, Any]:
+        # No authorization cache is kept yet, so there is nothing to clear: done.
+        return {"status": "Accepted"}
+
+    async def _data_transfer(self, req: dict[str, Any]) -> dict[str, Any]:
+        handler = self.vendors.get(req["vendorId"])
+        if handler is None:
+            return {"status": "UnknownVendorId"}
+        status, data = await handler(req.get("messageId"), req.get("data"))
+        return {"status": status, **({"data": data} if data is not None else {})}
+
+    async def _remote_start(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
+        if self.registration is not Registration.ACCEPTED or self._resetting:
+            return {"status": "Rejected"}
+        connector = req.get("connectorId")
+        if connector is not None and connector <= 0:
+            return {"status": "Rejected"}
+        target = self.station.remote_start_target(connector)
+        if target is None:
+            return {"status": "Rejected"}
+        authorize_first = self.keys.get_bool("AuthorizeRemoteTxRequests")
+
+        def start() -> None:
+            self._later(self.station.remote_start(target.number, req["idTag"], authorize_first))
+
+        return Reply({"status": "Accepted"}, start)
+
+    async def _remote_stop(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
+        if self.registration is not Registration.ACCEPTED:
+            return {"status": "Rejected"}
+        connector = self.station.connector_of_transaction(req["transactionId"])
+        if connector is None:
+            return {"status": "Rejected"}
+
+        def stop() -> None:
+            self.station.stop_transaction(connector, StopReason.REMOTE)
+
+        return Reply({"status": "Accepted"}, stop)
+
+    async def _reset(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
+        reason = StopReason.HARD_RESET if req["type"] == "Hard" else StopReason.SOFT_RESET
+
+        return Reply({"status": "Accepted"}, lambda: self._later(self.reset(reason)))
+
+    async def _unlock_connector(self, req: dict[str, Any]) -> dict[str, Any]:
+        connector = req["connectorId"]
+        if not 1 <= connector <= len(self.station.core.connectors):
+            return {"status": "NotSupported"}
+        result = self.station.unlock(connector)
+        if result is None:
+            return {"status": "NotSupported"}
+        return {"status": "Unlocked" if result else "UnlockFailed"}
+
+    def _later(self, coro: Awaitable[Any]) -> None:
+        """Run work in its own task, so neither the reader nor a handler waits for it."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background work failed", exc_info=task.exception())
+
+    # --- reset ------------------------------------------------------------------------
+
+    async def reset(self, reason: StopReason, flush_s: float = 5.0) -> None:
+        """End every transaction with `reason`, deliver what we can, then ask for a restart."""
+        self._resetting = True
+        graceful = reason is StopReason.SOFT_RESET
+        log.warning("reset (%s): stopping transactions", reason.value)
+        for c in self.station.core.connectors:
+            if c.tx is not None:
+                self.station.stop_transaction(c.number, reason, graceful=graceful)
+        deadline = time.monotonic() + 7.0
+        while self.station.has_running_transactions() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        deadline = time.monotonic() + flush_s
+        while self.online and self.store.pending_count() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        if self.restart_requested is not None and not self.restart_requested.done():
+            self.restart_requested.set_result(reason)
+
+
+def meter_value(data: dict[str, Any]) -> dict[str, Any]:
+    """A neutral {timestamp, samples} record as a 1.6 MeterValue."""
+    sampled = []
+    for sample in data["samples"]:
+        value = f"{sample['value']:.3f}".rstrip("0").rstrip(".")
+        item = {"value": value, **{k: v for k, v in sample.items() if k != "value"}}
+        sampled.append(item)
+    return {"timestamp": data["timestamp"], "sampledValue": sampled}

@@ -1,0 +1,532 @@
+"""The station shell: feeds hardware and CSMS events into the pure core and
+carries out its decisions on the hardware, the store and the OCPP layer.
+
+Order matters for safety: outputs are applied first, synchronously, in the
+callback that reported the change (the contactor opens before anything is
+written or sent); effects that need I/O follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import partial
+from typing import Any, Protocol
+
+from controller.core.connector import (
+    AuthorizationExpired,
+    ConnectorSession,
+    ConnectorSettings,
+    Outputs,
+    StartTransaction,
+    StopTransaction,
+)
+from controller.core.iec61851 import PilotState
+from controller.core.station import CardRefused, RequestAuthorization, StationCore, StationEffect
+from controller.core.status import Status, StopReason
+from controller.metering import next_aligned, samples
+from controller.ocpp.v16.keys import ConfigurationKeys
+from controller.store import Store
+from drivers.interfaces import FaultKind, Hardware, MeterReading
+
+log = logging.getLogger("evsed.station")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationResult:
+    status: str  # "Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"
+    parent_id_tag: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "Accepted"
+
+
+class CentralSystemLink(Protocol):
+    """What the station needs from an OCPP layer."""
+
+    async def authorize(self, id_tag: str) -> AuthorizationResult | None:
+        """Ask the CSMS; None when it cannot be asked (offline, no answer)."""
+
+    def status_changed(self, connector: int, status: Status) -> None: ...
+
+    def events_queued(self) -> None:
+        """The outbox holds new transaction events."""
+
+
+class AvailabilityAnswer(StrEnum):
+    ACCEPTED = "Accepted"
+    REJECTED = "Rejected"
+    SCHEDULED = "Scheduled"
+
+
+class Station:
+    def __init__(
+        self,
+        hardware: Hardware,
+        store: Store,
+        keys: ConfigurationKeys,
+        connector_limits: list[ConnectorSettings],
+        phases: list[int],
+    ) -> None:
+        self.hw = hardware
+        self.store = store
+        self.keys = keys
+        self._limits = connector_limits
+        self.phases = phases
+        self.core = StationCore([self._settings(n) for n in range(len(connector_limits))])
+        self.link: CentralSystemLink | None = None
+        self.clock_offset = 0.0  # CSMS time minus local time, from BootNotification
+        self.readings: list[MeterReading | None] = [None] * len(connector_limits)
+        self._meter_ok_at = [time.monotonic()] * len(connector_limits)
+        self._applied: list[Outputs | None] = [None] * len(connector_limits)
+        self._reported: dict[int, Status] = {}
+        self._active_tx: dict[int, int] = {}  # connector -> store transaction id
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.meter_poll_interval = 1.0
+        self.meter_offline_after = 10.0
+        self._restore()
+
+    # --- set-up -------------------------------------------------------------------
+
+    def _settings(self, index: int) -> ConnectorSettings:
+        base = self._limits[index]
+        return ConnectorSettings(
+            max_current_a=base.max_current_a,
+            ventilation=base.ventilation,
+            has_lock=base.has_lock,
+            connection_timeout_s=float(self.keys.get_int("ConnectionTimeOut")),
+            stop_on_ev_disconnect=self.keys.get_bool("StopTransactionOnEVSideDisconnect"),
+            stop_on_invalid_id=self.keys.get_bool("StopTransactionOnInvalidId"),
+            unlock_on_ev_disconnect=self.keys.get_bool("UnlockConnectorOnEVSideDisconnect"),
+        )
+
+    def settings_changed(self) -> None:
+        """Configuration keys changed: the connectors follow the new policy at once."""
+        for i, c in enumerate(self.core.connectors):
+            c.settings = self._settings(i)
+        self._after(self.core.tick(time.monotonic()))
+
+    def _restore(self) -> None:
+        availability = self.store.availability()
+        self.core.operative = availability.get(0, True)
+        for c in self.core.connectors:
+            c.station_operative = self.core.operative
+            c.operative = availability.get(c.number, True)
+        for tx in self.store.open_transactions():
+            # The process ended while this transaction ran (crash or power cut).
+            log.warning("closing transaction %d left open by the previous run", tx.id)
+            self.store.end_transaction(
+                tx.id, tx.meter_start_wh, self.now_iso(), StopReason.POWER_LOSS.value, None
+            )
+
+    async def start(self) -> None:
+        # A meter's own fault reports are not used: the poller decides by silence.
+        for i, pilot in enumerate(self.hw.pilots):
+            pilot.on_state(partial(self._on_pilot, i + 1))
+            pilot.on_fault(partial(self._on_fault, i + 1))
+            self.hw.contactors[i].on_fault(partial(self._on_fault, i + 1))
+        if self.hw.reader is not None:
+            self.hw.reader.on_card(self.card_presented)
+            self.hw.reader.on_fault(partial(self._on_fault, 0))
+        self._apply_all()
+        await self.hw.start()
+        self._spawn(self._timer_loop())
+        self._spawn(self._meter_loop())
+        self._spawn(self._sample_loop())
+        self._spawn(self._aligned_loop())
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.hw.stop()
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("station task failed", exc_info=task.exception())
+
+    # --- time ---------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(time.time() + self.clock_offset, UTC)
+
+    def now_iso(self) -> str:
+        return self.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    async def _timer_loop(self) -> None:
+        while True:
+            deadline = self.core.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._after(self.core.tick(time.monotonic()))
+
+    # --- inputs -------------------------------------------------------------------
+
+    def _on_pilot(self, connector: int, state: PilotState) -> None:
+        log.info("pilot %s", state.value, extra={"connector": connector})
+        self._after(self.core.connector(connector).pilot_changed(state, time.monotonic()))
+
+    def _on_fault(self, connector: int, kind: FaultKind, active: bool) -> None:
+        log.log(
+            logging.ERROR if active else logging.INFO,
+            "fault %s %s",
+            kind.value,
+            "raised" if active else "cleared",
+            extra={"connector": connector},
+        )
+        now = time.monotonic()
+        if connector == 0:
+            self._after(self.core.station_fault(kind, active, now))
+        else:
+            self._after(self.core.connector(connector).fault(kind, active, now))
+
+    def card_presented(self, id_tag: str) -> None:
+        log.info("card %s presented", id_tag)
+        self._after(self.core.card_presented(id_tag, time.monotonic()))
+
+    # --- decisions ----------------------------------------------------------------
+
+    def _after(self, effects: list[StationEffect] | list[Any]) -> None:
+        """Apply the outputs the state now calls for, then carry out the effects."""
+        self._apply_all()
+        for effect in effects:
+            self._carry_out(effect)
+        self._apply_all()
+        self._report_statuses()
+        self._wake.set()
+
+    def _apply_all(self) -> None:
+        for i, c in enumerate(self.core.connectors):
+            wanted = c.outputs()
+            applied = self._applied[i]
+            if wanted == applied:
+                continue
+            n = i + 1
+            contactor, pilot = self.hw.contactors[i], self.hw.pilots[i]
+            # Open before changing the pilot; offer (PWM) before closing.
+            if not wanted.contactor_closed:
+                contactor.set_closed(False)
+            if applied is None or wanted.pilot != applied.pilot:
+                pilot.set_output(wanted.pilot)
+                log.info(
+                    "pilot output %s %.1f%%",
+                    wanted.pilot.mode.value,
+                    wanted.pilot.duty_percent,
+                    extra={"connector": n},
+                )
+            if wanted.contactor_closed:
+                contactor.set_closed(True)
+            if applied is None or wanted.contactor_closed != applied.contactor_closed:
+                log.info(
+                    "contactor %s",
+                    "closed" if wanted.contactor_closed else "open",
+                    extra={"connector": n},
+                )
+            lock = self.hw.locks[i]
+            if lock is not None and (applied is None or wanted.locked != applied.locked):
+                lock.lock() if wanted.locked else lock.unlock()
+            self._applied[i] = wanted
+
+    def _carry_out(self, effect: StationEffect) -> None:
+        if isinstance(effect, StartTransaction):
+            self._begin_transaction(effect)
+        elif isinstance(effect, StopTransaction):
+            self._end_transaction(effect)
+        elif isinstance(effect, RequestAuthorization):
+            self._spawn(self._authorize_card(effect.id_tag))
+        elif isinstance(effect, CardRefused):
+            log.warning("card %s refused: %s", effect.id_tag, effect.why)
+        elif isinstance(effect, AuthorizationExpired):
+            log.info(
+                "authorization of %s expired: no cable within ConnectionTimeOut",
+                effect.id_tag,
+                extra={"connector": effect.connector},
+            )
+
+    def _energy(self, connector: int) -> float:
+        reading = self.readings[connector - 1]
+        return reading.energy_wh if reading is not None else 0.0
+
+    def _begin_transaction(self, effect: StartTransaction) -> None:
+        tx_id = self.store.begin_transaction(
+            effect.connector,
+            effect.id_tag,
+            effect.parent_id_tag,
+            self._energy(effect.connector),
+            self.now_iso(),
+        )
+        self._active_tx[effect.connector] = tx_id
+        log.info(
+            "transaction started for %s",
+            effect.id_tag,
+            extra={"connector": effect.connector, "tx": tx_id},
+        )
+        self._notify_link()
+
+    def _end_transaction(self, effect: StopTransaction) -> None:
+        tx_id = self._active_tx.pop(effect.connector, None)
+        if tx_id is None:
+            return
+        self.store.end_transaction(
+            tx_id,
+            self._energy(effect.connector),
+            self.now_iso(),
+            effect.reason.value,
+            effect.id_tag,
+        )
+        log.info(
+            "transaction stopped: %s",
+            effect.reason.value,
+            extra={"connector": effect.connector, "tx": tx_id},
+        )
+        self._notify_link()
+
+    def _notify_link(self) -> None:
+        if self.link is not None:
+            self.link.events_queued()
+
+    def _report_statuses(self) -> None:
+        current = {0: self.core.status()}
+        current.update({c.number: c.status() for c in self.core.connectors})
+        for n, status in current.items():
+            if self._reported.get(n) != status:
+                self._reported[n] = status
+                log.info(
+                    "status %s (%s)", status.status.value, status.error_code, extra={"connector": n}
+                )
+                if self.link is not None:
+                    self.link.status_changed(n, status)
+
+    def statuses(self) -> dict[int, Status]:
+        return dict(self._reported)
+
+    # --- authorization --------------------------------------------------------------
+
+    async def _authorize_card(self, id_tag: str) -> None:
+        result = await self._ask(id_tag)
+        accepted = result is not None and result.accepted
+        parent = result.parent_id_tag if result else None
+        self._after(self.core.card_authorized(id_tag, accepted, parent, time.monotonic()))
+
+    async def _ask(self, id_tag: str) -> AuthorizationResult | None:
+        if self.link is None:
+            return None
+        return await self.link.authorize(id_tag)
+
+    # --- commands from the CSMS ---------------------------------------------------------
+
+    def remote_start_target(self, connector: int | None) -> ConnectorSession | None:
+        return self.core.pick_connector(connector)
+
+    async def remote_start(self, connector: int, id_tag: str, authorize_first: bool) -> None:
+        """Carry out an accepted RemoteStartTransaction (after the answer was sent)."""
+        parent = None
+        if authorize_first:
+            result = await self._ask(id_tag)
+            if result is None or not result.accepted:
+                log.warning("remote start for %s not authorized", id_tag)
+                return
+            parent = result.parent_id_tag
+        session = self.core.connector(connector)
+        if not session.can_accept_new_session():
+            log.warning("remote start: connector %d is no longer free", connector)
+            return
+        self._after(session.authorize(id_tag, parent, time.monotonic()))
+
+    def connector_of_transaction(self, csms_tx_id: int) -> int | None:
+        for connector, tx_id in self._active_tx.items():
+            record = self.store.transaction(tx_id)
+            if record is not None and record.csms_id == csms_tx_id:
+                return connector
+        return None
+
+    def transaction_id(self, connector: int) -> int | None:
+        """The store's id of the transaction running on `connector`."""
+        return self._active_tx.get(connector)
+
+    def stop_transaction(self, connector: int, reason: StopReason, graceful: bool = True) -> None:
+        session = self.core.connector(connector)
+        self._after(session.stop(reason, time.monotonic(), graceful=graceful))
+
+    def transaction_confirmed(self, tx_id: int, id_tag_status: str) -> None:
+        """The CSMS answered a StartTransaction; a refused idTag ends or suspends it."""
+        if id_tag_status == "Accepted":
+            return
+        for connector, active in self._active_tx.items():
+            if active == tx_id:
+                log.warning(
+                    "CSMS refused idTag of running transaction (%s)",
+                    id_tag_status,
+                    extra={"connector": connector, "tx": tx_id},
+                )
+                session = self.core.connector(connector)
+                self._after(session.id_tag_refused(time.monotonic()))
+
+    def change_availability(self, connector: int, operative: bool) -> AvailabilityAnswer:
+        if connector < 0 or connector > len(self.core.connectors):
+            return AvailabilityAnswer.REJECTED
+        affected = self.core.connectors if connector == 0 else [self.core.connector(connector)]
+        self.store.set_availability(connector, operative)
+        now = time.monotonic()
+        if connector == 0:
+            self._after(self.core.set_operative(operative, now))
+        else:
+            self._after(self.core.connector(connector).set_operative(operative, now))
+        busy = any(c.tx is not None for c in affected)
+        return (
+            AvailabilityAnswer.SCHEDULED if busy and not operative else AvailabilityAnswer.ACCEPTED
+        )
+
+    def unlock(self, connector: int) -> bool | None:
+        """Unlock a socket outlet, ending its transaction first. None: there is no lock."""
+        lock = self.hw.locks[connector - 1]
+        if lock is None:
+            return None
+        if self.core.connector(connector).tx is not None:
+            self.stop_transaction(connector, StopReason.UNLOCK_COMMAND, graceful=False)
+        return lock.unlock()
+
+    def has_running_transactions(self) -> bool:
+        return bool(self._active_tx)
+
+    # --- metering -----------------------------------------------------------------
+
+    async def _meter_loop(self) -> None:
+        while True:
+            for i, meter in enumerate(self.hw.meters):
+                n = i + 1
+                try:
+                    self.readings[i] = await meter.read()
+                    self._meter_ok_at[i] = time.monotonic()
+                    if FaultKind.METER in self.core.connector(n).faults:
+                        self._on_fault(n, FaultKind.METER, False)
+                except OSError as e:
+                    silent = time.monotonic() - self._meter_ok_at[i]
+                    in_fault = FaultKind.METER in self.core.connector(n).faults
+                    if silent >= self.meter_offline_after and not in_fault:
+                        log.error("meter silent for %.0f s: %s", silent, e, extra={"connector": n})
+                        self._on_fault(n, FaultKind.METER, True)
+            await asyncio.sleep(self.meter_poll_interval)
+
+    def _sample(self, connector: int, measurands: list[str], context: str) -> list[dict[str, Any]]:
+        reading = self.readings[connector - 1]
+        if reading is None or not measurands:
+            return []
+        session = self.core.connector(connector)
+        offered = session.outputs().pilot.offered_current_a
+        return samples(reading, measurands, context, self.phases[connector - 1], offered)
+
+    def record_meter_values(self, connector: int, context: str, aligned: bool) -> None:
+        """Queue a MeterValues for `connector` and keep the StopTxn* data of its transaction."""
+        reported_key = "MeterValuesAlignedData" if aligned else "MeterValuesSampledData"
+        stop_key = "StopTxnAlignedData" if aligned else "StopTxnSampledData"
+        tx_id = self._active_tx.get(connector)
+        timestamp = self.now_iso()
+        reported = self._sample(connector, self.keys.get_list(reported_key), context)
+        if reported:
+            data = {"connector": connector, "timestamp": timestamp, "samples": reported}
+            self.store.enqueue("meter", data, tx_id)
+            self._notify_link()
+        if tx_id is not None:
+            kept = self._sample(connector, self.keys.get_list(stop_key), context)
+            if kept:
+                self.store.add_tx_data(tx_id, {"timestamp": timestamp, "samples": kept})
+
+    async def _sample_loop(self) -> None:
+        """Sample.Periodic values of running transactions, every MeterValueSampleInterval."""
+        started: dict[int, float] = {}
+        while True:
+            interval = self.keys.get_int("MeterValueSampleInterval")
+            now = time.monotonic()
+            for connector in list(started):
+                if connector not in self._active_tx:
+                    del started[connector]
+            for connector in self._active_tx:
+                first = started.setdefault(connector, now)
+                if interval > 0 and now - first >= interval:
+                    started[connector] = first + interval * ((now - first) // interval)
+                    self.record_meter_values(connector, "Sample.Periodic", aligned=False)
+            await asyncio.sleep(0.25 if interval > 0 else 1.0)
+
+    async def _aligned_loop(self) -> None:
+        """Sample.Clock values of every connector at multiples of ClockAlignedDataInterval."""
+        while True:
+            interval = self.keys.get_int("ClockAlignedDataInterval")
+            if interval <= 0:
+                await asyncio.sleep(1.0)
+                continue
+            now = time.time() + self.clock_offset
+            due = next_aligned(now, interval)
+            await asyncio.sleep(min(due - now, 1.0))
+            if time.time() + self.clock_offset >= due:
+                for c in self.core.connectors:
+                    self.record_meter_values(c.number, "Sample.Clock", aligned=True)
+
+    # --- what the control interface shows ----------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        connectors = []
+        for i, c in enumerate(self.core.connectors):
+            out = c.outputs()
+            status = c.status()
+            tx_id = self._active_tx.get(c.number)
+            record = self.store.transaction(tx_id) if tx_id is not None else None
+            reading = self.readings[i]
+            connectors.append(
+                {
+                    "connector": c.number,
+                    "status": status.status.value,
+                    "error_code": status.error_code,
+                    "pilot_state": c.pilot.value,
+                    "pilot_mode": out.pilot.mode.value,
+                    "duty_percent": out.pilot.duty_percent,
+                    "offered_current_a": out.pilot.offered_current_a,
+                    "contactor_closed": out.contactor_closed,
+                    "locked": out.locked,
+                    "operative": c.operative,
+                    "faults": [k.value for k in c.faults.kinds()],
+                    "authorized_id_tag": c.auth.id_tag if c.auth else None,
+                    "transaction": None
+                    if record is None
+                    else {
+                        "id": record.id,
+                        "csms_id": record.csms_id,
+                        "id_tag": record.id_tag,
+                        "meter_start_wh": record.meter_start_wh,
+                        "started_at": record.started_at,
+                    },
+                    "meter": None
+                    if reading is None
+                    else {
+                        "energy_wh": reading.energy_wh,
+                        "power_w": reading.power_w,
+                        "current_a": list(reading.current_a),
+                    },
+                }
+            )
+        station = self.core.status()
+        return {
+            "status": station.status.value,
+            "error_code": station.error_code,
+            "operative": self.core.operative,
+            "faults": [k.value for k in self.core.faults.kinds()],
+            "queued_messages": self.store.pending_count(),
+            "connectors": connectors,
+        }

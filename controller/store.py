@@ -1,0 +1,256 @@
+"""The station's durable memory: one SQLite database in the state directory.
+
+Everything that must survive a power cut is committed here *before* it is
+acted on or sent: configuration keys the CSMS set, availability, each
+transaction, and each transaction event in send order (the outbox).
+
+WAL with synchronous=FULL: a commit is on the card when `commit()` returns, and
+a cut at any instant leaves the database consistent.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS config_keys (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS availability (
+    connector INTEGER PRIMARY KEY, operative INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS transactions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    connector INTEGER NOT NULL,
+    id_tag TEXT NOT NULL,
+    parent_id_tag TEXT,
+    meter_start_wh REAL NOT NULL,
+    started_at TEXT NOT NULL,
+    csms_id INTEGER,
+    id_tag_status TEXT,
+    meter_stop_wh REAL,
+    stopped_at TEXT,
+    stop_reason TEXT,
+    stop_id_tag TEXT);
+CREATE INDEX IF NOT EXISTS tx_open ON transactions (connector) WHERE stopped_at IS NULL;
+CREATE TABLE IF NOT EXISTS tx_data (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tx_id INTEGER NOT NULL REFERENCES transactions(id),
+    meter_value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    tx_id INTEGER REFERENCES transactions(id),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'pending',
+    last_error TEXT);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (id) WHERE state = 'pending';
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRecord:
+    id: int
+    connector: int
+    id_tag: str
+    parent_id_tag: str | None
+    meter_start_wh: float
+    started_at: str
+    csms_id: int | None
+    id_tag_status: str | None
+    meter_stop_wh: float | None
+    stopped_at: str | None
+    stop_reason: str | None
+    stop_id_tag: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A transaction event in protocol-neutral form; each OCPP layer renders it."""
+
+    id: int
+    kind: str  # "start", "meter" or "stop"
+    data: dict[str, Any]
+    tx_id: int | None
+    attempts: int
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _write(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        with self._db:
+            return self._db.execute(sql, args)
+
+    # --- meta, keys, availability -------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._write("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def config_keys(self) -> dict[str, str]:
+        return {r[0]: r[1] for r in self._db.execute("SELECT name, value FROM config_keys")}
+
+    def set_config_key(self, name: str, value: str) -> None:
+        self._write("INSERT OR REPLACE INTO config_keys VALUES (?, ?)", (name, value))
+
+    def availability(self) -> dict[int, bool]:
+        rows = self._db.execute("SELECT connector, operative FROM availability")
+        return {r[0]: bool(r[1]) for r in rows}
+
+    def set_availability(self, connector: int, operative: bool) -> None:
+        self._write("INSERT OR REPLACE INTO availability VALUES (?, ?)", (connector, operative))
+
+    # --- transactions -------------------------------------------------------------
+
+    def begin_transaction(
+        self,
+        connector: int,
+        id_tag: str,
+        parent_id_tag: str | None,
+        meter_start_wh: float,
+        started_at: str,
+    ) -> int:
+        """Record a new transaction and queue its StartTransaction, atomically."""
+        with self._db:
+            cur = self._db.execute(
+                "INSERT INTO transactions (connector, id_tag, parent_id_tag, meter_start_wh,"
+                " started_at) VALUES (?, ?, ?, ?, ?)",
+                (connector, id_tag, parent_id_tag, meter_start_wh, started_at),
+            )
+            tx_id = int(cur.lastrowid or 0)
+            self._enqueue("start", {}, tx_id)
+        return tx_id
+
+    def end_transaction(
+        self,
+        tx_id: int,
+        meter_stop_wh: float,
+        stopped_at: str,
+        reason: str,
+        stop_id_tag: str | None,
+    ) -> None:
+        """Close a transaction and queue its StopTransaction, atomically."""
+        with self._db:
+            self._db.execute(
+                "UPDATE transactions SET meter_stop_wh = ?, stopped_at = ?, stop_reason = ?,"
+                " stop_id_tag = ? WHERE id = ?",
+                (meter_stop_wh, stopped_at, reason, stop_id_tag, tx_id),
+            )
+            self._enqueue("stop", {}, tx_id)
+
+    def open_transactions(self) -> list[TransactionRecord]:
+        rows = self._db.execute("SELECT * FROM transactions WHERE stopped_at IS NULL ORDER BY id")
+        return [_tx(r) for r in rows]
+
+    def transaction(self, tx_id: int) -> TransactionRecord | None:
+        row = self._db.execute("SELECT * FROM transactions WHERE id = ?", (tx_id,)).fetchone()
+        return None if row is None else _tx(row)
+
+    def transaction_by_csms_id(self, csms_id: int) -> TransactionRecord | None:
+        row = self._db.execute(
+            "SELECT * FROM transactions WHERE csms_id = ? ORDER BY id DESC", (csms_id,)
+        ).fetchone()
+        return None if row is None else _tx(row)
+
+    def set_csms_transaction_id(self, tx_id: int, csms_id: int, id_tag_status: str) -> None:
+        self._write(
+            "UPDATE transactions SET csms_id = ?, id_tag_status = ? WHERE id = ?",
+            (csms_id, id_tag_status, tx_id),
+        )
+
+    def add_tx_data(self, tx_id: int, meter_value: dict[str, Any]) -> None:
+        self._write(
+            "INSERT INTO tx_data (tx_id, meter_value) VALUES (?, ?)",
+            (tx_id, json.dumps(meter_value)),
+        )
+
+    def tx_data(self, tx_id: int) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT meter_value FROM tx_data WHERE tx_id = ? ORDER BY id", (tx_id,)
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    # --- outbox -------------------------------------------------------------------
+
+    def enqueue(self, kind: str, data: dict[str, Any], tx_id: int | None = None) -> int:
+        with self._db:
+            return self._enqueue(kind, data, tx_id)
+
+    def _enqueue(self, kind: str, data: dict[str, Any], tx_id: int | None) -> int:
+        cur = self._db.execute(
+            "INSERT INTO outbox (kind, data, tx_id) VALUES (?, ?, ?)",
+            (kind, json.dumps(data), tx_id),
+        )
+        return int(cur.lastrowid or 0)
+
+    def next_message(self) -> OutboxMessage | None:
+        row = self._db.execute(
+            "SELECT id, kind, data, tx_id, attempts FROM outbox"
+            " WHERE state = 'pending' ORDER BY id LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return OutboxMessage(row[0], row[1], json.loads(row[2]), row[3], row[4])
+
+    def record_attempt(self, message_id: int, error: str) -> int:
+        with self._db:
+            self._db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                (error, message_id),
+            )
+            row = self._db.execute("SELECT attempts FROM outbox WHERE id = ?", (message_id,))
+            return int(row.fetchone()[0])
+
+    def mark_delivered(self, message_id: int) -> None:
+        self._write("UPDATE outbox SET state = 'delivered' WHERE id = ?", (message_id,))
+
+    def mark_failed(self, message_id: int, error: str) -> None:
+        self._write(
+            "UPDATE outbox SET state = 'failed', last_error = ? WHERE id = ?", (error, message_id)
+        )
+
+    def pending_count(self) -> int:
+        return int(
+            self._db.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
+        )
+
+
+def _tx(row: sqlite3.Row) -> TransactionRecord:
+    return TransactionRecord(
+        id=row["id"],
+        connector=row["connector"],
+        id_tag=row["id_tag"],
+        parent_id_tag=row["parent_id_tag"],
+        meter_start_wh=row["meter_start_wh"],
+        started_at=row["started_at"],
+        csms_id=row["csms_id"],
+        id_tag_status=row["id_tag_status"],
+        meter_stop_wh=row["meter_stop_wh"],
+        stopped_at=row["stopped_at"],
+        stop_reason=row["stop_reason"],
+        stop_id_tag=row["stop_id_tag"],
+    )
