@@ -1,0 +1,160 @@
+"""Integration harness: the real daemon as a subprocess, simulated hardware
+inside it, the test CSMS on a loopback websocket, driven through the control
+socket. Nothing of ours is mocked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from controller.control import ControlClient
+from hwsim.csms import CsmsThread
+
+REPO = Path(__file__).resolve().parents[2]
+CARD = "04A1B2C3"  # accepted by the test CSMS unless a test says otherwise
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
+
+class Daemon:
+    """One evsed process and its state directory; restartable."""
+
+    def __init__(
+        self,
+        csms: CsmsThread,
+        keys: dict[str, Any],
+        connectors: list[dict[str, Any]],
+        extra: str = "",
+    ) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="evsed-"))
+        self.config = self.dir / "evsed.toml"
+        self.socket = self.dir / "state" / "control.sock"
+        self.log_path = self.dir / "daemon.log"
+        lines = [
+            "[station]",
+            'id = "CP-TEST"',
+            "[csms]",
+            f'url = "{csms.url}"',
+            "reconnect_min = 0.2",
+            "reconnect_max = 1.0",
+            "response_timeout = 5",
+            "boot_retry = 1",
+            "[state]",
+            'dir = "state"',
+            "[hardware]",
+            "meter_poll_interval = 0.2",
+            "meter_offline_after = 1.0",
+            "[logging]",
+            'level = "debug"',
+        ]
+        for connector in connectors:
+            lines.append("[[connectors]]")
+            lines += [f"{k} = {_toml(v)}" for k, v in connector.items()]
+        lines.append("[ocpp.keys]")
+        lines += [f"{k} = {_toml(v)}" for k, v in keys.items()]
+        self.config.write_text("\n".join(lines) + "\n" + extra)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'hw-sim'}"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "controller", "run", "--config", str(self.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.dir,
+            env=env,
+        )
+        log.close()
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                self.request("hello")
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"daemon did not open its control socket:\n{self.log()}")
+
+    def request(self, cmd: str, **args: Any) -> Any:
+        with ControlClient(self.socket) as client:
+            return client.request(cmd, **args)
+
+    def state(self) -> dict[str, Any]:
+        return self.request("state")  # type: ignore[no-any-return]
+
+    def connector(self, n: int = 1) -> dict[str, Any]:
+        return self.state()["connectors"][n - 1]  # type: ignore[no-any-return]
+
+    def wait(
+        self,
+        check: Callable[[dict[str, Any]], bool],
+        timeout: float = 10.0,
+        what: str = "condition",
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        state: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            state = self.state()
+            if check(state):
+                return state
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; last state: {state}")
+
+    def wait_status(self, status: str, connector: int = 1, timeout: float = 10.0) -> None:
+        self.wait(
+            lambda s: s["connectors"][connector - 1]["status"] == status,
+            timeout,
+            f"connector {connector} {status}",
+        )
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.terminate()
+        return self.proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def cleanup(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def start_session(daemon: Daemon, csms: CsmsThread, card: str = CARD) -> dict[str, Any]:
+    """Plug in, present a card, let the EV charge; return the StartTransaction payload."""
+    mark = csms.mark()
+    daemon.request("plug", connector=1)
+    daemon.request("card", uid=card)
+    start = csms.wait_for("StartTransaction", after=mark)
+    daemon.request("ev_charge", connector=1, on=True)
+    daemon.wait_status("Charging")
+    return start
