@@ -369,7 +369,8 @@ class Station:
         """The CSMS answered a StartTransaction; a refused idTag ends or suspends it."""
         if id_tag_status == "Accepted":
             return
-        for connector, active in self._active_tx.items():
+        # A copy: stopping the transaction removes it from _active_tx.
+        for connector, active in list(self._active_tx.items()):
             if active == tx_id:
                 log.warning(
                     "CSMS refused idTag of running transaction (%s)",

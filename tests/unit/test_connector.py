@@ -1,0 +1,181 @@
+"""The per-connector session logic, table-driven over IEC 61851 states and events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controller.core.connector import (
+    STOP_FORCE_S,
+    AuthorizationExpired,
+    ConnectorSession,
+    ConnectorSettings,
+    StartTransaction,
+    StopTransaction,
+)
+from controller.core.iec61851 import PilotMode, PilotState
+from controller.core.status import ConnectorStatus as S
+from controller.core.status import StopReason
+from drivers.interfaces import FaultKind
+
+TAG = "AABBCCDD"
+
+
+def run(events: list[tuple[Any, ...]], **settings: Any) -> tuple[ConnectorSession, list[Any]]:
+    """Feed events at one-second steps; return the session and every effect."""
+    c = ConnectorSession(1, ConnectorSettings(**settings))
+    effects: list[Any] = []
+    now = 0.0
+    for event in events:
+        now += 1.0
+        kind, *args = event
+        if kind == "pilot":
+            effects += c.pilot_changed(PilotState(args[0]), now)
+        elif kind == "auth":
+            effects += c.authorize(args[0], None, now)
+        elif kind == "stop":
+            effects += c.stop(StopReason(args[0]), now, graceful=args[1] if len(args) > 1 else True)
+        elif kind == "fault":
+            effects += c.fault(FaultKind(args[0]), args[1], now)
+        elif kind == "wait":
+            now += args[0]
+            effects += c.tick(now)
+        elif kind == "refused":
+            effects += c.id_tag_refused(now)
+        elif kind == "operative":
+            effects += c.set_operative(args[0], now)
+        else:
+            raise ValueError(kind)
+    return c, effects
+
+
+CHARGING = [("pilot", "B"), ("auth", TAG), ("pilot", "C")]
+
+# (name, events, status, pilot mode, contactor closed, effect types in order)
+CASES = [
+    ("idle", [], S.AVAILABLE, PilotMode.X1, False, []),
+    ("plugged, no card", [("pilot", "B")], S.PREPARING, PilotMode.X1, False, []),
+    ("card, no cable", [("auth", TAG)], S.PREPARING, PilotMode.X1, False, []),
+    ("card then plug", [("auth", TAG), ("pilot", "B")], S.SUSPENDED_EV, PilotMode.PWM, False,
+     [StartTransaction]),
+    ("plug then card", [("pilot", "B"), ("auth", TAG)], S.SUSPENDED_EV, PilotMode.PWM, False,
+     [StartTransaction]),
+    ("EV asks: charging", CHARGING, S.CHARGING, PilotMode.PWM, True, [StartTransaction]),
+    ("C without authorization stays open", [("pilot", "C")], S.PREPARING, PilotMode.X1, False, []),
+    ("C to B opens", [*CHARGING, ("pilot", "B")], S.SUSPENDED_EV, PilotMode.PWM, False,
+     [StartTransaction]),
+    ("unplug stops (EVDisconnected)", [*CHARGING, ("pilot", "A")], S.AVAILABLE, PilotMode.X1,
+     False, [StartTransaction, StopTransaction]),
+    ("state E opens and faults", [*CHARGING, ("pilot", "E")], S.FAULTED, PilotMode.X1, False,
+     [StartTransaction, StopTransaction]),
+    ("state F read opens and faults", [*CHARGING, ("pilot", "F")], S.FAULTED, PilotMode.X1, False,
+     [StartTransaction, StopTransaction]),
+    ("D without ventilation is a fault", [("pilot", "B"), ("auth", TAG), ("pilot", "D")],
+     S.FAULTED, PilotMode.X1, False, [StartTransaction, StopTransaction]),
+    ("RCD trip opens at once", [*CHARGING, ("fault", "rcd", True)], S.FAULTED, PilotMode.X1,
+     False, [StartTransaction, StopTransaction]),
+    ("weld drives F", [*CHARGING, ("fault", "weld", True)], S.FAULTED, PilotMode.F, False,
+     [StartTransaction, StopTransaction]),
+    ("meter fault keeps charging", [*CHARGING, ("fault", "meter", True)], S.CHARGING,
+     PilotMode.PWM, True, [StartTransaction]),
+    ("graceful stop waits for the EV", [*CHARGING, ("stop", "Local")], S.FINISHING, PilotMode.X1,
+     True, [StartTransaction]),
+    ("EV leaves C after stop", [*CHARGING, ("stop", "Local"), ("pilot", "B")], S.FINISHING,
+     PilotMode.X1, False, [StartTransaction, StopTransaction]),
+    ("stop forced after 6 s", [*CHARGING, ("stop", "Remote"), ("wait", STOP_FORCE_S)],
+     S.FINISHING, PilotMode.X1, False, [StartTransaction, StopTransaction]),
+    ("hard stop opens at once", [*CHARGING, ("stop", "HardReset", False)], S.FINISHING,
+     PilotMode.X1, False, [StartTransaction, StopTransaction]),
+    ("connection timeout", [("auth", TAG), ("wait", 60.0)], S.AVAILABLE, PilotMode.X1, False,
+     [AuthorizationExpired]),
+    ("refused idTag stops", [*CHARGING, ("refused",)], S.FINISHING, PilotMode.X1, True,
+     [StartTransaction]),
+    ("inoperative, idle", [("operative", False)], S.UNAVAILABLE, PilotMode.X1, False, []),
+    ("inoperative during tx: keeps charging", [*CHARGING, ("operative", False)], S.CHARGING,
+     PilotMode.PWM, True, [StartTransaction]),
+    ("inoperative applies after tx", [*CHARGING, ("operative", False), ("pilot", "A")],
+     S.UNAVAILABLE, PilotMode.X1, False, [StartTransaction, StopTransaction]),
+    ("no start while inoperative", [("operative", False), ("pilot", "B"), ("auth", TAG)],
+     S.UNAVAILABLE, PilotMode.X1, False, []),
+    ("no start while faulted", [("fault", "generic", True), ("pilot", "B"), ("auth", TAG)],
+     S.FAULTED, PilotMode.X1, False, []),
+]
+
+
+@pytest.mark.parametrize(
+    ("events", "status", "mode", "closed", "effects"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_session_rules(events, status, mode, closed, effects) -> None:
+    c, produced = run(events)
+    out = c.outputs()
+    assert c.status().status is status
+    assert out.pilot.mode is mode
+    assert out.contactor_closed is closed
+    assert [type(e) for e in produced] == effects
+
+
+@pytest.mark.parametrize("state", list(PilotState))
+def test_contactor_never_closed_outside_c_or_d(state: PilotState) -> None:
+    """Whatever happened before, the contactor is open unless the EV asks for energy."""
+    c, _ = run([*CHARGING, ("pilot", state.value)], ventilation=True)
+    if state not in (PilotState.C, PilotState.D):
+        assert c.outputs().contactor_closed is False
+
+
+@pytest.mark.parametrize(
+    ("events", "reason"),
+    [
+        ([*CHARGING, ("pilot", "A")], StopReason.EV_DISCONNECTED),
+        ([*CHARGING, ("fault", "rcd", True)], StopReason.OTHER),
+        ([*CHARGING, ("stop", "Remote"), ("pilot", "B")], StopReason.REMOTE),
+        ([*CHARGING, ("refused",), ("pilot", "B")], StopReason.DEAUTHORIZED),
+        ([*CHARGING, ("stop", "SoftReset"), ("pilot", "B")], StopReason.SOFT_RESET),
+    ],
+)
+def test_stop_reasons(events, reason) -> None:
+    _, effects = run(events)
+    stops = [e for e in effects if isinstance(e, StopTransaction)]
+    assert [s.reason for s in stops] == [reason]
+
+
+def test_unplug_keeps_transaction_when_configured() -> None:
+    c, effects = run([*CHARGING, ("pilot", "A")], stop_on_ev_disconnect=False)
+    assert c.status().status is S.SUSPENDED_EV
+    assert not any(isinstance(e, StopTransaction) for e in effects)
+    c.pilot_changed(PilotState.C, 100.0)
+    assert c.status().status is S.CHARGING and c.outputs().contactor_closed
+
+
+def test_refused_idtag_suspends_when_policy_keeps_transaction() -> None:
+    c, effects = run([*CHARGING, ("refused",)], stop_on_invalid_id=False)
+    assert c.status().status is S.SUSPENDED_EVSE
+    assert c.outputs().pilot.mode is PilotMode.X1
+    assert not c.outputs().contactor_closed
+
+
+@pytest.mark.parametrize(
+    ("kind", "clears_without_unplug", "clears_with_unplug"),
+    [("rcd", False, True), ("diode", False, True), ("generic", True, True), ("weld", False, False)],
+)
+def test_fault_latching(kind: str, clears_without_unplug: bool, clears_with_unplug: bool) -> None:
+    c, _ = run([*CHARGING, ("fault", kind, True), ("fault", kind, False)])
+    assert (c.status().status is not S.FAULTED) == clears_without_unplug
+    c.pilot_changed(PilotState.A, 50.0)
+    assert (c.status().status is not S.FAULTED) == clears_with_unplug
+
+
+def test_offered_current_follows_the_connector_limit() -> None:
+    c, _ = run(CHARGING, max_current_a=32.0)
+    assert c.outputs().pilot.duty_percent == pytest.approx(53.33)
+    assert c.outputs().pilot.offered_current_a == pytest.approx(32.0, abs=0.01)
+
+
+def test_limit_below_six_amps_pauses() -> None:
+    c, _ = run(CHARGING)
+    c.offered_limit_a = 5.0
+    assert c.outputs().pilot.mode is PilotMode.X1
+    assert not c.outputs().contactor_closed
+    assert c.status().status is S.SUSPENDED_EVSE
