@@ -18,6 +18,7 @@ from controller.control import ControlClient
 
 CARD = "04A1B2C3"
 PACE_S = 0.5
+QUIET_FIELDS = ("timestamp", "currentTime", "chargePointVendor", "chargePointModel")
 START = time.monotonic()
 _print_lock = threading.Lock()
 
@@ -31,7 +32,7 @@ def _brief(payload: dict[str, Any]) -> str:
     """The fields a person reads first, on one line."""
     parts = []
     for key, value in payload.items():
-        if key == "meterValue" or key == "transactionData":
+        if key in ("meterValue", "transactionData"):
             for mv in value:
                 for sv in mv["sampledValue"]:
                     name = sv.get("measurand", "Energy.Active.Import.Register").split(".")[0]
@@ -39,11 +40,7 @@ def _brief(payload: dict[str, Any]) -> str:
                     parts.append(f"{name}{phase}={sv['value']}{sv.get('unit', '')}")
         elif key == "idTagInfo":
             parts.append(f"idTag {value['status']}")
-        elif key in ("timestamp", "currentTime", "chargePointVendor", "chargePointModel"):
-            continue
-        elif isinstance(value, dict | list):
-            continue
-        else:
+        elif key not in QUIET_FIELDS and not isinstance(value, dict | list):
             parts.append(f"{key}={value}")
     return " ".join(parts)
 

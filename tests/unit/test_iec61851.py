@@ -21,8 +21,19 @@ def test_duty_outside_range_is_refused(amps: float) -> None:
 
 @pytest.mark.parametrize(
     ("duty", "amps"),
-    [(5.0, 0.0), (8.0, 6.0), (9.9, 6.0), (10.0, 6.0), (26.67, 16.0), (85.0, 51.0), (89.2, 63.0),
-     (96.0, 80.0), (96.5, 80.0), (97.5, 0.0), (100.0, 0.0)],
+    [
+        (5.0, 0.0),
+        (8.0, 6.0),
+        (9.9, 6.0),
+        (10.0, 6.0),
+        (26.67, 16.0),
+        (85.0, 51.0),
+        (89.2, 63.0),
+        (96.0, 80.0),
+        (96.5, 80.0),
+        (97.5, 0.0),
+        (100.0, 0.0),
+    ],
 )
 def test_current_from_duty(duty: float, amps: float) -> None:
     assert current_from_duty(duty) == pytest.approx(amps, abs=0.01)

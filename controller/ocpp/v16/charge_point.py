@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -44,7 +44,7 @@ class LinkSettings:
     vendor: str
     model: str
     serial_number: str = ""
-    password: str = ""  # HTTP Basic auth (security profile 1); never logged
+    password: str = field(default="", repr=False)  # HTTP Basic auth (profile 1); never logged
     response_timeout: float = 30.0
     reconnect_min: float = 1.0
     reconnect_max: float = 60.0

@@ -1,0 +1,74 @@
+"""OCPP-J payload validation maps each schema breach to the error OCPP-J names."""
+
+import pytest
+
+from controller.ocpp.rpc import OcppError, redact, validate
+
+
+@pytest.mark.parametrize(
+    ("version", "payload", "code"),
+    [
+        ("1.6", {}, "OccurenceConstraintViolation"),
+        ("2.0.1", {}, "OccurrenceConstraintViolation"),
+        ("1.6", {"connectorId": "1", "type": "Operative"}, "TypeConstraintViolation"),
+        ("1.6", {"connectorId": 1, "type": "Sometimes"}, "PropertyConstraintViolation"),
+        ("1.6", {"connectorId": 1, "type": "Operative", "x": 1}, "FormationViolation"),
+    ],
+)
+def test_schema_breaches(version: str, payload: dict, code: str) -> None:
+    action = "ChangeAvailability"
+    if version == "2.0.1":
+        payload = {}
+    with pytest.raises(OcppError) as caught:
+        validate(version, action, payload)
+    assert caught.value.code == code
+
+
+def test_too_long_string_and_bad_date() -> None:
+    with pytest.raises(OcppError) as caught:
+        validate("1.6", "Authorize", {"idTag": "X" * 21})
+    assert caught.value.code == "TypeConstraintViolation"
+    with pytest.raises(OcppError) as caught:
+        validate(
+            "1.6",
+            "ReserveNow",
+            {
+                "connectorId": 1,
+                "expiryDate": "tomorrow",
+                "idTag": "A",
+                "reservationId": 1,
+            },
+        )
+    assert caught.value.code == "PropertyConstraintViolation"
+
+
+def test_decimal_limits_validate_exactly() -> None:
+    """21.4 is a multiple of 0.1 for OCPP, though not in binary floating point."""
+    profile = {
+        "connectorId": 1,
+        "csChargingProfiles": {
+            "chargingProfileId": 1,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": {
+                "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 21.4}],
+            },
+        },
+    }
+    validate("1.6", "SetChargingProfile", profile)
+
+
+def test_unknown_action() -> None:
+    with pytest.raises(OcppError) as caught:
+        validate("1.6", "MakeCoffee", {})
+    assert caught.value.code == "NotImplemented"
+
+
+def test_secrets_are_masked_in_logged_frames() -> None:
+    frame = '[2,"1","ChangeConfiguration",{"key":"AuthorizationKey","value":"s3cr3t-s3cr3t-123"}]'
+    assert "s3cr3t" not in redact(frame)
+    assert "AuthorizationKey" in redact(frame)
+    plain = '[2,"1","ChangeConfiguration",{"key":"HeartbeatInterval","value":"60"}]'
+    assert redact(plain) == plain

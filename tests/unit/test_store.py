@@ -1,0 +1,55 @@
+"""The store keeps transactions and their events in order, across a reopen."""
+
+from pathlib import Path
+
+from controller.store import Store
+
+
+def test_transaction_events_are_queued_in_order_and_survive_reopen(tmp_path: Path) -> None:
+    store = Store(tmp_path / "evsed.db")
+    tx = store.begin_transaction(1, "TAG", None, 100.0, "2026-01-01T00:00:00.000Z")
+    store.enqueue("meter", {"connector": 1, "timestamp": "t", "samples": []}, tx)
+    store.end_transaction(tx, 250.0, "2026-01-01T01:00:00.000Z", "Local", "TAG")
+    store.close()
+
+    store = Store(tmp_path / "evsed.db")
+    kinds = []
+    while (message := store.next_message()) is not None:
+        kinds.append(message.kind)
+        store.mark_delivered(message.id)
+    assert kinds == ["start", "meter", "stop"]
+    record = store.transaction(tx)
+    assert record is not None
+    assert (record.meter_start_wh, record.meter_stop_wh, record.stop_reason) == (
+        100.0,
+        250.0,
+        "Local",
+    )
+    assert store.open_transactions() == []
+
+
+def test_wal_and_full_sync(tmp_path: Path) -> None:
+    store = Store(tmp_path / "evsed.db")
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_failed_message_no_longer_blocks_the_queue(tmp_path: Path) -> None:
+    store = Store(tmp_path / "evsed.db")
+    first = store.enqueue("meter", {"n": 1})
+    store.enqueue("meter", {"n": 2})
+    assert store.record_attempt(first, "InternalError") == 1
+    store.mark_failed(first, "InternalError")
+    message = store.next_message()
+    assert message is not None and message.data == {"n": 2}
+    assert store.pending_count() == 1
+
+
+def test_keys_and_availability_persist(tmp_path: Path) -> None:
+    store = Store(tmp_path / "evsed.db")
+    store.set_config_key("HeartbeatInterval", "42")
+    store.set_availability(1, False)
+    store.close()
+    store = Store(tmp_path / "evsed.db")
+    assert store.config_keys() == {"HeartbeatInterval": "42"}
+    assert store.availability() == {1: False}
