@@ -55,6 +55,15 @@ def _phase_rotation_item(item: str) -> bool:
     return connector.isdigit() and rotation in PHASE_ROTATIONS
 
 
+def _measurand_list(name: str, default: str) -> tuple[KeySpec, KeySpec]:
+    """A measurand list key and its read-only length limit."""
+    limit = f"{name}MaxLength"
+    return (
+        KeySpec(name, Kind.CSL, default, max_items_key=limit, allowed_items=MEASURANDS),
+        KeySpec(limit, Kind.INT, "8", readonly=True),
+    )
+
+
 def core_keys(number_of_connectors: int) -> dict[str, KeySpec]:
     """Every Core-profile key evsed implements, with its default and access."""
     specs = [
@@ -78,43 +87,17 @@ def core_keys(number_of_connectors: int) -> dict[str, KeySpec]:
         KeySpec("HeartbeatInterval", Kind.INT, "300", minimum=1),
         KeySpec("LocalAuthorizeOffline", Kind.BOOL, "true"),
         KeySpec("LocalPreAuthorize", Kind.BOOL, "false"),
-        KeySpec(
-            "MeterValuesAlignedData",
-            Kind.CSL,
-            "Energy.Active.Import.Register",
-            max_items_key="MeterValuesAlignedDataMaxLength",
-            allowed_items=MEASURANDS,
+        *_measurand_list("MeterValuesAlignedData", "Energy.Active.Import.Register"),
+        *_measurand_list(
+            "MeterValuesSampledData", "Energy.Active.Import.Register,Power.Active.Import"
         ),
-        KeySpec("MeterValuesAlignedDataMaxLength", Kind.INT, "8", readonly=True),
-        KeySpec(
-            "MeterValuesSampledData",
-            Kind.CSL,
-            "Energy.Active.Import.Register,Power.Active.Import",
-            max_items_key="MeterValuesSampledDataMaxLength",
-            allowed_items=MEASURANDS,
-        ),
-        KeySpec("MeterValuesSampledDataMaxLength", Kind.INT, "8", readonly=True),
         KeySpec("MeterValueSampleInterval", Kind.INT, "60"),
         KeySpec("NumberOfConnectors", Kind.INT, str(number_of_connectors), readonly=True),
         KeySpec("ResetRetries", Kind.INT, "1"),
         KeySpec("StopTransactionOnEVSideDisconnect", Kind.BOOL, "true"),
         KeySpec("StopTransactionOnInvalidId", Kind.BOOL, "true"),
-        KeySpec(
-            "StopTxnAlignedData",
-            Kind.CSL,
-            "",
-            max_items_key="StopTxnAlignedDataMaxLength",
-            allowed_items=MEASURANDS,
-        ),
-        KeySpec("StopTxnAlignedDataMaxLength", Kind.INT, "8", readonly=True),
-        KeySpec(
-            "StopTxnSampledData",
-            Kind.CSL,
-            "",
-            max_items_key="StopTxnSampledDataMaxLength",
-            allowed_items=MEASURANDS,
-        ),
-        KeySpec("StopTxnSampledDataMaxLength", Kind.INT, "8", readonly=True),
+        *_measurand_list("StopTxnAlignedData", ""),
+        *_measurand_list("StopTxnSampledData", ""),
         KeySpec(
             "SupportedFeatureProfiles",
             Kind.CSL,
