@@ -411,7 +411,7 @@ def _start_transaction_invalid(csms: CsmsThread, delay: float = 0.0) -> None:
     csms.respond_with("StartTransaction", respond)
 
 
-@pytest.mark.parametrize("answer_delay", [0.0, 1.0], ids=["at-once", "while-charging"])
+@pytest.mark.parametrize("answer_delay", [0.0, 1.5], ids=["at-once", "while-charging"])
 def test_start_answered_invalid_deauthorizes(
     make_daemon, csms: CsmsThread, answer_delay: float
 ) -> None:
@@ -430,7 +430,7 @@ def test_start_answered_invalid_deauthorizes(
         # The station charges while the CSMS is still deciding.
         daemon.wait(
             lambda s: s["hardware"]["connectors"][0]["contactor"]["actually_closed"],
-            1.0,
+            1.2,
             "charging before the answer",
         )
     stop = csms.wait_for("StopTransaction", after=mark)
