@@ -64,12 +64,12 @@ async def serve(config: Config) -> StopReason | None:
             reconnect_min=config.csms.reconnect_min,
             reconnect_max=config.csms.reconnect_max,
             boot_retry=config.csms.boot_retry,
+            heartbeat_on_idle_only=config.ocpp.heartbeat_on_idle_only,
         ),
         station,
         keys,
         store,
     )
-    link.heartbeat_on_idle_only = config.ocpp.heartbeat_on_idle_only
     control = ControlServer(
         config.control.socket,
         lambda: {**station.snapshot(), "ocpp": link.link_state()},

@@ -715,3 +715,27 @@ def test_two_connectors_charge_at_once(make_daemon, csms: CsmsThread) -> None:
     assert stop["transactionId"] == tx2
     time.sleep(0.3)
     assert daemon.connector(1)["status"] == "Charging"
+
+
+@pytest.mark.parametrize("idle_only", [True, False])
+def test_heartbeat_only_when_idle_unless_configured(make_daemon, csms: CsmsThread, idle_only):
+    """By default traffic replaces heartbeats; heartbeat_on_idle_only = false keeps them."""
+    csms.interval = 2
+    daemon = make_daemon(
+        keys={"MeterValueSampleInterval": 1},
+        extra=f"[ocpp]\nheartbeat_on_idle_only = {str(idle_only).lower()}\n",
+    )
+    csms.wait_for("BootNotification")
+    start_session(daemon, csms)
+    mark = csms.mark()
+    time.sleep(5.0)  # meter values flow every second meanwhile
+    beats = [
+        r
+        for r in csms.records
+        if r.seq > mark and r.action == "Heartbeat" and r.message_type == "CALL"
+    ]
+    assert csms.calls("MeterValues")
+    if idle_only:
+        assert beats == []
+    else:
+        assert len(beats) >= 2

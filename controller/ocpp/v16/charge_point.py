@@ -49,6 +49,7 @@ class LinkSettings:
     reconnect_min: float = 1.0
     reconnect_max: float = 60.0
     boot_retry: float = 60.0
+    heartbeat_on_idle_only: bool = True  # False: every HeartbeatInterval regardless of traffic
 
 
 class Registration(StrEnum):
@@ -80,7 +81,6 @@ class ChargePoint16:
         self._outbox_event = asyncio.Event()
         self._connection: Any = None
         self._resetting = False
-        self.heartbeat_on_idle_only = True  # False: every HeartbeatInterval regardless of traffic
         self._last_heartbeat = 0.0
         self._background: set[asyncio.Task[Any]] = set()
         station.link = self
@@ -254,7 +254,8 @@ class ChargePoint16:
             interval = self.keys.get_int("HeartbeatInterval")
             rpc = self.rpc
             assert rpc is not None
-            last = rpc.last_sent if self.heartbeat_on_idle_only else self._last_heartbeat
+            idle_only = self.settings.heartbeat_on_idle_only
+            last = rpc.last_sent if idle_only else self._last_heartbeat
             idle = asyncio.get_running_loop().time() - last
             if idle < interval:
                 await asyncio.sleep(min(interval - idle, 5.0))
