@@ -25,6 +25,9 @@ class FaultKind(StrEnum):
     METER = "meter"  # energy meter not answering
     READER = "reader"  # RFID reader dead or missing
     GENERIC = "generic"  # any other hardware error
+    RCM_TEST = "rcm-test"  # the residual current monitor failed its self-test
+    EMERGENCY_STOP = "emergency-stop"  # the emergency-stop input is active
+    LOCK = "lock"  # the socket lock does not reach the commanded position
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,13 @@ class MeterReading:
 PilotCallback = Callable[[PilotState], None]
 FaultCallback = Callable[[FaultKind, bool], None]  # (kind, active)
 CardCallback = Callable[[str], None]  # UID as upper-case hex, received byte order
+CableCallback = Callable[[float | None], None]  # PP cable rating in A; None: no valid cable
+
+
+class FaultSource(Protocol):
+    """Anything that reports faults (an emergency-stop input, a supervisor)."""
+
+    def on_fault(self, callback: FaultCallback) -> None: ...
 
 
 class Pilot(Protocol):
@@ -54,6 +64,10 @@ class Pilot(Protocol):
     def on_fault(self, callback: FaultCallback) -> None:
         """Register the callback for pilot faults (diode check)."""
 
+    def on_cable(self, callback: CableCallback) -> None:
+        """Register the callback for the cable rating read from the proximity pilot
+        (socket outlets). Fixed-cable connectors never call it."""
+
 
 class Contactor(Protocol):
     """Main contactor of one connector (with its feedback, where present)."""
@@ -66,6 +80,22 @@ class Contactor(Protocol):
 
     def on_fault(self, callback: FaultCallback) -> None:
         """Register the callback for weld / RCD / other power-path faults."""
+
+
+class ResidualCurrentMonitor(Protocol):
+    """RCM / RDC-DD of one connector: trips are reported as FaultKind.RCD."""
+
+    def on_fault(self, callback: FaultCallback) -> None: ...
+
+    async def self_test(self) -> bool:
+        """Pulse the test input and check that the trip is seen (before each session)."""
+
+
+class Indicator(Protocol):
+    """Status LED (or any other signal to the driver)."""
+
+    def show(self, status: str) -> None:
+        """`status` is the station's connector-1 status (OCPP vocabulary)."""
 
 
 class ConnectorLock(Protocol):
@@ -101,7 +131,10 @@ class Hardware(Protocol):
     contactors: list[Contactor]
     locks: list[ConnectorLock | None]
     meters: list[Meter]
+    rcms: list[ResidualCurrentMonitor | None]
     reader: CardReader | None
+    station_inputs: list[FaultSource]  # faults of the whole station (emergency stop)
+    indicator: Indicator | None
 
     async def start(self) -> None:
         """Start polling loops; call the registered callbacks with initial readings."""

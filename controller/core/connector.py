@@ -105,7 +105,7 @@ class ConnectorSession:
     pilot: PilotState = PilotState.A
     operative: bool = True
     station_operative: bool = True
-    station_blocked: Status | None = None  # a station-wide blocking fault
+    station_blocked: tuple[Status, StopReason] | None = None  # a station-wide blocking fault
     offered_limit_a: float | None = None  # external limit (smart charging); None = none
     faults: FaultSet = field(default_factory=FaultSet)
     auth: Authorization | None = None
@@ -131,7 +131,17 @@ class ConnectorSession:
         fault = self.faults.blocking
         if fault is not None:
             return Status(ConnectorStatus.FAULTED, fault.rule.error_code, fault.kind.value)
-        return self.station_blocked or self._pilot_fault()
+        if self.station_blocked is not None:
+            return self.station_blocked[0]
+        return self._pilot_fault()
+
+    def _blocking_stop_reason(self) -> StopReason:
+        fault = self.faults.blocking
+        if fault is not None:
+            return fault.rule.stop_reason
+        if self.station_blocked is not None:
+            return self.station_blocked[1]
+        return StopReason.OTHER
 
     def _drives_f(self) -> bool:
         return FaultKind.WELD in self.faults
@@ -293,7 +303,7 @@ class ConnectorSession:
         if tx is not None and not tx.stopping:
             blocked = self.blocking_fault()
             if blocked is not None:
-                tx.stop_reason = StopReason.OTHER
+                tx.stop_reason = self._blocking_stop_reason()
                 tx.forced_open = True
             elif self.pilot is PilotState.A and self.settings.stop_on_ev_disconnect:
                 tx.stop_reason = StopReason.EV_DISCONNECTED

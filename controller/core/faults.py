@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from controller.core.status import StopReason
 from drivers.interfaces import FaultKind
 
 
@@ -20,6 +21,7 @@ class FaultRule:
     error_code: str  # OCPP 1.6 ChargePointErrorCode
     blocking: bool  # opens the contactor and makes the connector Faulted
     latch: Latch
+    stop_reason: StopReason = StopReason.OTHER  # for a transaction a blocking fault ends
 
 
 FAULT_RULES: dict[FaultKind, FaultRule] = {
@@ -29,6 +31,10 @@ FAULT_RULES: dict[FaultKind, FaultRule] = {
     FaultKind.METER: FaultRule("PowerMeterFailure", False, Latch.NONE),
     FaultKind.READER: FaultRule("ReaderFailure", False, Latch.NONE),
     FaultKind.GENERIC: FaultRule("OtherError", True, Latch.NONE),
+    # A failed RCM self-test is tried again with the next session (after an unplug).
+    FaultKind.RCM_TEST: FaultRule("GroundFailure", True, Latch.UNTIL_UNPLUG),
+    FaultKind.EMERGENCY_STOP: FaultRule("OtherError", True, Latch.NONE, StopReason.EMERGENCY_STOP),
+    FaultKind.LOCK: FaultRule("ConnectorLockFailure", True, Latch.NONE),
 }
 
 

@@ -56,7 +56,8 @@ class StationCore:
 
     def station_fault(self, kind: FaultKind, active: bool, now: float) -> list[StationEffect]:
         self.faults.update(kind, active, unplugged=True)
-        blocked = self.status() if self.faults.blocking else None
+        fault = self.faults.blocking
+        blocked = (self.status(), fault.rule.stop_reason) if fault is not None else None
         effects: list[StationEffect] = []
         for c in self.connectors:
             c.station_blocked = blocked

@@ -23,17 +23,21 @@ from typing import Any
 
 from controller.core.iec61851 import PilotOutput, PilotState
 from drivers.interfaces import (
+    CableCallback,
     CardCallback,
     CardReader,
     ConnectorLock,
     Contactor,
     FaultCallback,
     FaultKind,
+    FaultSource,
     Hardware,
+    Indicator,
     Meter,
     MeterReading,
     Pilot,
     PilotCallback,
+    ResidualCurrentMonitor,
 )
 from hwsim.ev import SimEV
 
@@ -178,6 +182,9 @@ class SimPilot(_FaultSource):
 
     def on_state(self, callback: PilotCallback) -> None:
         self._state_callbacks.append(callback)
+
+    def on_cable(self, callback: CableCallback) -> None:
+        """Fixed cables only: the proximity pilot is never read here."""
 
     def ev_changed(self) -> None:
         """Called after any change of the EV: re-evaluate the CP state and the diode check."""
@@ -472,6 +479,11 @@ class SimHardware:
         self.meters: list[Meter] = [c.meter for c in self.connectors]
         self.sim_reader = SimReader(self._sched)
         self.reader: CardReader | None = self.sim_reader
+        # This simulation sits at the driver interface: its connectors have fixed cables,
+        # no separate RCM (trips come through the contactor), no e-stop and no LED.
+        self.rcms: list[ResidualCurrentMonitor | None] = [None] * connectors
+        self.station_inputs: list[FaultSource] = []
+        self.indicator: Indicator | None = None
 
     # -- Hardware contract -------------------------------------------------
 

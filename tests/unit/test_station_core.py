@@ -76,3 +76,19 @@ def test_pick_connector_respects_availability() -> None:
     assert picked is not None and picked.number == 2
     assert core.pick_connector(1) is None
     assert core.pick_connector(3) is None
+
+
+def test_emergency_stop_ends_every_transaction_with_its_reason() -> None:
+    core = two()
+    for n, tag in ((1, "T1"), (2, "T2")):
+        core.connector(n).pilot_changed(PilotState.B, 0)
+        core.card_authorized(tag, True, None, 0)
+        core.connector(n).pilot_changed(PilotState.C, 1)
+    effects = core.station_fault(FaultKind.EMERGENCY_STOP, True, 2)
+    assert effects == [
+        StopTransaction(1, StopReason.EMERGENCY_STOP, None),
+        StopTransaction(2, StopReason.EMERGENCY_STOP, None),
+    ]
+    assert not any(c.outputs().contactor_closed for c in core.connectors)
+    core.station_fault(FaultKind.EMERGENCY_STOP, False, 3)
+    assert core.status().status is ConnectorStatus.AVAILABLE
