@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import partial
@@ -24,6 +24,7 @@ from controller.core.connector import (
     ConnectorSession,
     ConnectorSettings,
     Outputs,
+    RunRcmSelfTest,
     StartTransaction,
     StopTransaction,
 )
@@ -97,11 +98,9 @@ class Station:
     # --- set-up -------------------------------------------------------------------
 
     def _settings(self, index: int) -> ConnectorSettings:
-        base = self._limits[index]
-        return ConnectorSettings(
-            max_current_a=base.max_current_a,
-            ventilation=base.ventilation,
-            has_lock=base.has_lock,
+        """The connector's wiring-given settings with the policy from the OCPP keys."""
+        return replace(
+            self._limits[index],
             connection_timeout_s=float(self.keys.get_int("ConnectionTimeOut")),
             stop_on_ev_disconnect=self.keys.get_bool("StopTransactionOnEVSideDisconnect"),
             stop_on_invalid_id=self.keys.get_bool("StopTransactionOnInvalidId"),
@@ -132,7 +131,13 @@ class Station:
         for i, pilot in enumerate(self.hw.pilots):
             pilot.on_state(partial(self._on_pilot, i + 1))
             pilot.on_fault(partial(self._on_fault, i + 1))
+            pilot.on_cable(partial(self._on_cable, i + 1))
             self.hw.contactors[i].on_fault(partial(self._on_fault, i + 1))
+            rcm = self.hw.rcms[i]
+            if rcm is not None:
+                rcm.on_fault(partial(self._on_fault, i + 1))
+        for source in self.hw.station_inputs:
+            source.on_fault(partial(self._on_fault, 0))
         if self.hw.reader is not None:
             self.hw.reader.on_card(self.card_presented)
             self.hw.reader.on_fault(partial(self._on_fault, 0))
@@ -197,6 +202,22 @@ class Station:
         else:
             self._after(self.core.connector(connector).fault(kind, active, now))
 
+    def _on_cable(self, connector: int, rating_a: float | None) -> None:
+        log.info("cable rating %s A", rating_a, extra={"connector": connector})
+        self._after(self.core.connector(connector).cable_changed(rating_a, time.monotonic()))
+
+    async def _rcm_self_test(self, connector: int) -> None:
+        rcm = self.hw.rcms[connector - 1]
+        passed = rcm is not None and await rcm.self_test()
+        log.log(
+            logging.INFO if passed else logging.ERROR,
+            "RCM self-test %s",
+            "passed" if passed else "FAILED",
+            extra={"connector": connector},
+        )
+        session = self.core.connector(connector)
+        self._after(session.rcm_self_test_done(passed, time.monotonic()))
+
     def card_presented(self, id_tag: str) -> None:
         log.info("card %s presented", id_tag)
         self._after(self.core.card_presented(id_tag, time.monotonic()))
@@ -249,6 +270,8 @@ class Station:
             self._begin_transaction(effect)
         elif isinstance(effect, StopTransaction):
             self._end_transaction(effect)
+        elif isinstance(effect, RunRcmSelfTest):
+            self._spawn(self._rcm_self_test(effect.connector))
         elif isinstance(effect, RequestAuthorization):
             self._spawn(self._authorize_card(effect.id_tag))
         elif isinstance(effect, CardRefused):
@@ -313,6 +336,8 @@ class Station:
                 )
                 if self.link is not None:
                     self.link.status_changed(n, status)
+                if n == 1 and self.hw.indicator is not None:
+                    self.hw.indicator.show(status.status.value)
 
     def statuses(self) -> dict[int, Status]:
         return dict(self._reported)

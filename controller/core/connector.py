@@ -36,6 +36,9 @@ class ConnectorSettings:
     stop_on_ev_disconnect: bool = True
     stop_on_invalid_id: bool = True
     unlock_on_ev_disconnect: bool = True
+    socket_outlet: bool = False  # the cable rating comes from the proximity pilot
+    cable_rating_a: float | None = None  # fixed cable: its rating (None: max_current)
+    has_rcm: bool = False  # an RCM that is self-tested before each session
 
 
 # --- effects -------------------------------------------------------------------
@@ -56,6 +59,13 @@ class StopTransaction:
 
 
 @dataclass(frozen=True, slots=True)
+class RunRcmSelfTest:
+    """Test the residual current monitor before this session's contactor may close."""
+
+    connector: int
+
+
+@dataclass(frozen=True, slots=True)
 class AuthorizationExpired:
     """An authorization waited longer than ConnectionTimeOut for the cable."""
 
@@ -63,7 +73,7 @@ class AuthorizationExpired:
     id_tag: str
 
 
-Effect = StartTransaction | StopTransaction | AuthorizationExpired
+Effect = StartTransaction | StopTransaction | AuthorizationExpired | RunRcmSelfTest
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +117,8 @@ class ConnectorSession:
     station_operative: bool = True
     station_blocked: tuple[Status, StopReason] | None = None  # a station-wide blocking fault
     offered_limit_a: float | None = None  # external limit (smart charging); None = none
+    pp_rating_a: float | None = None  # socket outlets: the plugged cable's rating (PP)
+    rcm_tested: bool = False  # this session's RCM self-test passed
     faults: FaultSet = field(default_factory=FaultSet)
     auth: Authorization | None = None
     tx: Transaction | None = None
@@ -159,10 +171,15 @@ class ConnectorSession:
         )
 
     def offered_current(self) -> float:
-        limit = self.settings.max_current_a
+        """Never above the installation limit, the cable, or an external limit."""
+        limits = [self.settings.max_current_a]
+        if self.settings.socket_outlet:
+            limits.append(self.pp_rating_a or 0.0)  # no valid cable: nothing offered
+        elif self.settings.cable_rating_a is not None:
+            limits.append(self.settings.cable_rating_a)
         if self.offered_limit_a is not None:
-            limit = min(limit, self.offered_limit_a)
-        return limit
+            limits.append(self.offered_limit_a)
+        return min(limits)
 
     def _offering(self) -> bool:
         tx = self.tx
@@ -181,7 +198,7 @@ class ConnectorSession:
             return False
         if tx.stopping:
             return not tx.forced_open
-        return self._offering()
+        return self._offering() and (self.rcm_tested or not self.settings.has_rcm)
 
     def outputs(self) -> Outputs:
         if self._drives_f():
@@ -270,6 +287,19 @@ class ConnectorSession:
             tx.forced_open = True
         return self._settle(now)
 
+    def cable_changed(self, rating_a: float | None, now: float) -> list[Effect]:
+        self.pp_rating_a = rating_a
+        return self._settle(now)
+
+    def rcm_self_test_done(self, passed: bool, now: float) -> list[Effect]:
+        if self.tx is None:
+            return []
+        self.rcm_tested = passed
+        if not passed:
+            self.faults.update(FaultKind.RCM_TEST, True, unplugged=False)
+            self.faults.update(FaultKind.RCM_TEST, False, unplugged=False)  # latched until unplug
+        return self._settle(now)
+
     def id_tag_refused(self, now: float) -> list[Effect]:
         """The CSMS answered the StartTransaction with a status other than Accepted."""
         if self.tx is None:
@@ -317,7 +347,10 @@ class ConnectorSession:
                 auth, self.auth = self.auth, None
                 self.tx = Transaction(auth.id_tag, auth.parent_id_tag)
                 self.finishing = False
+                self.rcm_tested = False
                 effects.append(StartTransaction(self.number, auth.id_tag, auth.parent_id_tag))
+                if self.settings.has_rcm:
+                    effects.append(RunRcmSelfTest(self.number))
             else:
                 self.auth = None
         return effects

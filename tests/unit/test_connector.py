@@ -299,3 +299,37 @@ def test_limit_below_six_amps_pauses() -> None:
     assert c.outputs().pilot.mode is PilotMode.X1
     assert not c.outputs().contactor_closed
     assert c.status().status is S.SUSPENDED_EVSE
+
+
+def test_socket_outlet_offers_no_more_than_the_cable() -> None:
+    c = ConnectorSession(1, ConnectorSettings(max_current_a=32.0, socket_outlet=True))
+    c.pilot_changed(PilotState.B, 0)
+    c.authorize(TAG, None, 1)
+    assert c.outputs().pilot.mode is PilotMode.X1  # no cable rating read yet: no offer
+    c.cable_changed(20.0, 2)
+    assert c.outputs().pilot.offered_current_a == pytest.approx(20.0, abs=0.05)
+    c.cable_changed(63.0, 3)
+    assert c.outputs().pilot.offered_current_a == pytest.approx(32.0, abs=0.05)
+
+
+def test_fixed_cable_rating_caps_the_offer() -> None:
+    c, _ = run(CHARGING, max_current_a=32.0, cable_rating_a=16.0)
+    assert c.outputs().pilot.offered_current_a == pytest.approx(16.0, abs=0.05)
+
+
+def test_contactor_waits_for_the_rcm_self_test() -> None:
+    c, effects = run(CHARGING, has_rcm=True)
+    assert [type(e).__name__ for e in effects] == ["StartTransaction", "RunRcmSelfTest"]
+    assert c.outputs().pilot.mode is PilotMode.PWM
+    assert not c.outputs().contactor_closed
+    c.rcm_self_test_done(True, 10)
+    assert c.outputs().contactor_closed
+
+
+def test_failed_rcm_self_test_faults_until_unplug() -> None:
+    c, _ = run(CHARGING, has_rcm=True)
+    effects = c.rcm_self_test_done(False, 10)
+    assert [type(e) for e in effects] == [StopTransaction]
+    assert c.status().status is S.FAULTED and c.status().error_code == "GroundFailure"
+    c.pilot_changed(PilotState.A, 11)
+    assert c.status().status is S.AVAILABLE
