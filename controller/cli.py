@@ -85,6 +85,18 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_meter_probe(args: argparse.Namespace) -> int:
+    from drivers.meter import config_snippet, probe_sync
+
+    print(f"probing {args.port} (baud, parity and unit id across all meter models)...")
+    found = probe_sync(args.port, unit_ids=range(1, args.max_unit_id + 1))
+    if not found:
+        print("no meter answered; check wiring (A/B), power and the meter's bus settings")
+        return 1
+    print(config_snippet(found))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from controller.demo import main as demo_main
 
@@ -137,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = actions.add_parser("link", help="cut or restore the CSMS link")
     p.add_argument("op", choices=["cut", "restore"])
     sim.set_defaults(func=cmd_sim)
+
+    meter = sub.add_parser("meter", help="energy meter tools")
+    meter_sub = meter.add_subparsers(dest="meter_command", required=True)
+    probe = meter_sub.add_parser("probe", help="find a Modbus meter and print its config")
+    probe.add_argument("port", help="serial port, e.g. /dev/ttyUSB0")
+    probe.add_argument("--max-unit-id", type=int, default=3, help="scan unit ids 1..N")
+    probe.set_defaults(func=cmd_meter_probe)
 
     demo = sub.add_parser("demo", help="a whole charging session on simulated hardware")
     demo.add_argument("--verbose", action="store_true", help="also show the daemon's log")

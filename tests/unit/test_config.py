@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 
 from controller.config import (
+    BoardConfig,
     Config,
     ConfigError,
     ConnectorConfig,
     CsmsConfig,
     HardwareConfig,
     LoggingConfig,
+    MeterConfig,
     OcppConfig,
     Problem,
     StationConfig,
@@ -59,6 +61,12 @@ def minimal(**sections: Any) -> dict[str, Any]:
     return data
 
 
+def commented_block(marker: str) -> dict[str, Any]:
+    """The `# key = value` lines of the example from `marker` to the next blank line."""
+    block = EXAMPLE.read_text(encoding="utf-8").split(marker, 1)[1].split("\n\n", 1)[0]
+    return tomllib.loads("\n".join(re.findall(r"^# ([a-z_]+ = .+)$", block, re.MULTILINE)))
+
+
 # --- the shipped example ----------------------------------------------------
 
 
@@ -95,10 +103,35 @@ def test_example_file_lists_every_key() -> None:
         ("logging", LoggingConfig),
     ]:
         assert set(data[section]) == {f.name for f in dataclasses.fields(cls)}, section
-    assert set(data["connectors"][0]) == {f.name for f in dataclasses.fields(ConnectorConfig)}
+    # The wiring keys are listed too, commented out, as only the real drivers read them.
+    wiring = commented_block("\n[[connectors]]\n")
+    assert not set(data["connectors"][0]) & set(wiring)
+    assert set(data["connectors"][0]) | set(wiring) == {
+        f.name for f in dataclasses.fields(ConnectorConfig)
+    }
+    assert set(commented_block("# [board]\n")) == {f.name for f in dataclasses.fields(BoardConfig)}
+    assert set(commented_block("# [[meters]]\n")) == {
+        f.name for f in dataclasses.fields(MeterConfig)
+    }
+    assert "board" not in data and "meters" not in data
     assert set(data["ocpp"]) == {"version", "heartbeat_on_idle_only", "keys"}
     assert set(data["state"]) == {"dir"}
     assert set(data["control"]) == {"socket"}
+
+
+def test_example_commented_wiring_shows_the_defaults() -> None:
+    """Uncommented (with every real driver chosen), the wiring sections change nothing."""
+    config = load_config(EXAMPLE)
+    data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    data["hardware"].update(pilot="gpio", contactor="gpio", meter="modbus", reader="mfrc522")
+    data["board"] = commented_block("# [board]\n")
+    data["connectors"][0].update(commented_block("\n[[connectors]]\n"))
+    data["meters"] = [commented_block("# [[meters]]\n")]
+    uncommented = parse_config(data)
+    assert uncommented.board == config.board == BoardConfig()
+    # cable_rating is shown with the value it defaults to: max_current.
+    assert uncommented.connectors == (dataclasses.replace(config.connectors[0], cable_rating=32.0),)
+    assert uncommented.meters == (MeterConfig(model="eastron_sdm630", port="/dev/ttyUSB0"),)
 
 
 def test_example_ocpp_key_comments_match_the_registry() -> None:
@@ -166,9 +199,28 @@ def test_two_connectors_size_the_ocpp_registry() -> None:
     connectors = [{"max_current": 32, "lock": True}, {"max_current": 16.5, "phases": 1}]
     rotation = {"ConnectorPhaseRotation": "0.Unknown,1.RST,2.Unknown"}
     config = parse_config(minimal(connectors=connectors, ocpp={"keys": rotation}))
+    # lock = true makes connector 1 a socket outlet; connector 2 gets its own default wiring.
     assert config.connectors == (
-        ConnectorConfig(max_current=32.0, phases=3, lock=True),
-        ConnectorConfig(max_current=16.5, phases=1),
+        ConnectorConfig(
+            max_current=32.0,
+            phases=3,
+            lock=True,
+            cable="socket",
+            pp_adc_channel=1,
+            lock_pin=5,
+            lock_feedback_pin=6,
+        ),
+        ConnectorConfig(
+            max_current=16.5,
+            phases=1,
+            pwm_pin=13,
+            pwm_channel=1,
+            cp_adc_channel=2,
+            contactor_pin=24,
+            contactor_feedback_pin=16,
+            rcm_fault_pin=20,
+            rcm_test_pin=21,
+        ),
     )
     assert config.ocpp.keys["ConnectorPhaseRotation"] == "0.Unknown,1.RST,2.Unknown"
 
@@ -228,7 +280,7 @@ reconnect_min = 10
 reconnect_max = 5
 
 [hardware]
-pilot = "gpio"
+pilot = "mcu"
 colour = "red"
 
 [[connectors]]
