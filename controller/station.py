@@ -133,9 +133,9 @@ class Station:
             pilot.on_fault(partial(self._on_fault, i + 1))
             pilot.on_cable(partial(self._on_cable, i + 1))
             self.hw.contactors[i].on_fault(partial(self._on_fault, i + 1))
-            rcm = self.hw.rcms[i]
-            if rcm is not None:
-                rcm.on_fault(partial(self._on_fault, i + 1))
+            for part in (self.hw.rcms[i], self.hw.locks[i]):
+                if part is not None:
+                    part.on_fault(partial(self._on_fault, i + 1))
         for source in self.hw.station_inputs:
             source.on_fault(partial(self._on_fault, 0))
         if self.hw.reader is not None:
@@ -206,6 +206,22 @@ class Station:
         log.info("cable rating %s A", rating_a, extra={"connector": connector})
         self._after(self.core.connector(connector).cable_changed(rating_a, time.monotonic()))
 
+    async def _move_lock(self, connector: int, locked: bool) -> None:
+        """Lock or unlock in a worker thread; the contactor waits for a confirmed lock."""
+        lock = self.hw.locks[connector - 1]
+        assert lock is not None
+        reached = await asyncio.to_thread(lock.lock if locked else lock.unlock)
+        if not reached:
+            log.error(
+                "lock did not reach %s",
+                "locked" if locked else "unlocked",
+                extra={"connector": connector},
+            )
+        session = self.core.connector(connector)
+        if not reached or FaultKind.LOCK in session.faults:
+            self._on_fault(connector, FaultKind.LOCK, not reached)
+        self._after(session.lock_reported(locked and reached, time.monotonic()))
+
     async def _rcm_self_test(self, connector: int) -> None:
         rcm = self.hw.rcms[connector - 1]
         passed = rcm is not None and await rcm.self_test()
@@ -262,7 +278,7 @@ class Station:
                 )
             lock = self.hw.locks[i]
             if lock is not None and (applied is None or wanted.locked != applied.locked):
-                lock.lock() if wanted.locked else lock.unlock()
+                self._spawn(self._move_lock(n, wanted.locked))
             self._applied[i] = wanted
 
     def _carry_out(self, effect: StationEffect) -> None:
@@ -420,14 +436,14 @@ class Station:
             AvailabilityAnswer.SCHEDULED if busy and not operative else AvailabilityAnswer.ACCEPTED
         )
 
-    def unlock(self, connector: int) -> bool | None:
+    async def unlock(self, connector: int) -> bool | None:
         """Unlock a socket outlet, ending its transaction first. None: there is no lock."""
         lock = self.hw.locks[connector - 1]
         if lock is None:
             return None
         if self.core.connector(connector).tx is not None:
             self.stop_transaction(connector, StopReason.UNLOCK_COMMAND, graceful=False)
-        return lock.unlock()
+        return await asyncio.to_thread(lock.unlock)
 
     def has_running_transactions(self) -> bool:
         return bool(self._active_tx)

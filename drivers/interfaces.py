@@ -99,7 +99,14 @@ class Indicator(Protocol):
 
 
 class ConnectorLock(Protocol):
-    """Socket-outlet lock actuator. Fixed-cable connectors have none."""
+    """Socket-outlet lock actuator. Fixed-cable connectors have none.
+
+    lock() and unlock() wait for the feedback (up to about half a second), so
+    the station calls them from a worker thread, never on the event loop.
+    """
+
+    def on_fault(self, callback: FaultCallback) -> None:
+        """Register the callback for FaultKind.LOCK (position not reached)."""
 
     def unlock(self) -> bool:
         """Unlock; True if the feedback confirms it."""

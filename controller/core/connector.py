@@ -119,6 +119,7 @@ class ConnectorSession:
     offered_limit_a: float | None = None  # external limit (smart charging); None = none
     pp_rating_a: float | None = None  # socket outlets: the plugged cable's rating (PP)
     rcm_tested: bool = False  # this session's RCM self-test passed
+    lock_engaged: bool = False  # the socket lock's feedback confirms it is locked
     faults: FaultSet = field(default_factory=FaultSet)
     auth: Authorization | None = None
     tx: Transaction | None = None
@@ -198,7 +199,11 @@ class ConnectorSession:
             return False
         if tx.stopping:
             return not tx.forced_open
-        return self._offering() and (self.rcm_tested or not self.settings.has_rcm)
+        return (
+            self._offering()
+            and (self.rcm_tested or not self.settings.has_rcm)
+            and (self.lock_engaged or not self.settings.has_lock)
+        )
 
     def outputs(self) -> Outputs:
         if self._drives_f():
@@ -289,6 +294,10 @@ class ConnectorSession:
 
     def cable_changed(self, rating_a: float | None, now: float) -> list[Effect]:
         self.pp_rating_a = rating_a
+        return self._settle(now)
+
+    def lock_reported(self, engaged: bool, now: float) -> list[Effect]:
+        self.lock_engaged = engaged
         return self._settle(now)
 
     def rcm_self_test_done(self, passed: bool, now: float) -> list[Effect]:

@@ -279,6 +279,9 @@ class SimLock:
         self.locked = False
         self.jammed = False  # a jammed lock stays where it is and its feedback says so
 
+    def on_fault(self, callback: FaultCallback) -> None:
+        """A jammed lock shows in lock()/unlock()'s result; no fault reports here."""
+
     def lock(self) -> bool:
         if not self.jammed:
             self.locked = True

@@ -333,3 +333,12 @@ def test_failed_rcm_self_test_faults_until_unplug() -> None:
     assert c.status().status is S.FAULTED and c.status().error_code == "GroundFailure"
     c.pilot_changed(PilotState.A, 11)
     assert c.status().status is S.AVAILABLE
+
+
+def test_contactor_waits_for_a_confirmed_lock() -> None:
+    c, _ = run(CHARGING, has_lock=True)
+    assert c.outputs().locked and not c.outputs().contactor_closed
+    c.lock_reported(True, 10)
+    assert c.outputs().contactor_closed
+    c.lock_reported(False, 11)  # forced open: no energy on an unlocked socket
+    assert not c.outputs().contactor_closed

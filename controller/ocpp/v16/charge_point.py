@@ -449,7 +449,7 @@ class ChargePoint16:
         connector = req["connectorId"]
         if not 1 <= connector <= len(self.station.core.connectors):
             return {"status": "NotSupported"}
-        result = self.station.unlock(connector)
+        result = await self.station.unlock(connector)
         if result is None:
             return {"status": "NotSupported"}
         return {"status": "Unlocked" if result else "UnlockFailed"}
