@@ -7,6 +7,7 @@ command line), so everything is built anew exactly as after a power cycle.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -28,11 +29,29 @@ log = logging.getLogger("evsed.daemon")
 RESTART_REASON_KEY = "restart_reason"
 
 
-def build_hardware(config: Config) -> Any:
-    """The hardware named in the configuration (only the simulation exists so far)."""
-    from hwsim.hardware import SimHardware
+def build_hardware(config: Config) -> tuple[Any, Any]:
+    """The hardware the configuration names, and the simulation behind it (None on a
+    real board): the real drivers, the real drivers over the register-level simulated
+    board, or a simulation at the driver interface. Imports are local: the driver
+    libraries (gpiozero, pymodbus) cost start-up time only where they are used."""
+    if config.hardware.simulate_board:
+        from controller.hardware import BoardHardware
+        from hwsim.board import SimulatedBoard
 
-    return SimHardware(len(config.connectors), has_lock=[c.lock for c in config.connectors])
+        board = SimulatedBoard(config, config.state.dir / "sim")
+        try:
+            return BoardHardware(config, **board.driver_overrides()), board
+        except BaseException:
+            board.close()
+            raise
+    if config.hardware.pilot == "sim":
+        from hwsim.hardware import SimHardware
+
+        sim = SimHardware(len(config.connectors), has_lock=[c.lock for c in config.connectors])
+        return sim, sim
+    from controller.hardware import BoardHardware
+
+    return BoardHardware(config), None
 
 
 async def serve(config: Config) -> StopReason | None:
@@ -44,10 +63,17 @@ async def serve(config: Config) -> StopReason | None:
         persisted=store.config_keys(),
         persist=store.set_config_key,
     )
-    hardware = build_hardware(config)
+    hardware, simulation = build_hardware(config)
     limits = [
-        ConnectorSettings(max_current_a=c.max_current, ventilation=c.ventilation, has_lock=c.lock)
-        for c in config.connectors
+        ConnectorSettings(
+            max_current_a=c.max_current,
+            ventilation=c.ventilation,
+            has_lock=hardware.locks[i] is not None,
+            socket_outlet=c.cable == "socket",
+            cable_rating_a=c.fixed_cable_rating,
+            has_rcm=hardware.rcms[i] is not None,
+        )
+        for i, c in enumerate(config.connectors)
     ]
     station = Station(hardware, store, keys, limits, [c.phases for c in config.connectors])
     station.meter_poll_interval = config.hardware.meter_poll_interval
@@ -73,7 +99,7 @@ async def serve(config: Config) -> StopReason | None:
     control = ControlServer(
         config.control.socket,
         lambda: {**station.snapshot(), "ocpp": link.link_state()},
-        hardware,
+        simulation,
         link.cut,
         link.restore,
     )
@@ -94,16 +120,34 @@ async def serve(config: Config) -> StopReason | None:
         len(config.connectors),
         config.state.dir,
     )
-    await station.start()
-    await control.start()
-    link_task = asyncio.ensure_future(link.run())
+    watchdog = None
+    if config.hardware.watchdog:
+        from drivers.gpio import HardwareWatchdog
+
+        watchdog = HardwareWatchdog(
+            config.hardware.watchdog, timeout_s=config.hardware.watchdog_timeout
+        )
+    link_task: asyncio.Task[None] | None = None
     try:
+        await station.start()
+        await control.start()
+        if watchdog is not None:
+            await watchdog.start()  # fed from this loop: a hung loop resets the board
+        link_task = asyncio.ensure_future(link.run())
+        # What is allocated by now lives for the whole run: keep full collections
+        # (tens of ms on a Pi) from walking it while the pilot is polled.
+        gc.freeze()
         return await finished
     finally:
-        link_task.cancel()
-        await asyncio.gather(link_task, return_exceptions=True)
+        if link_task is not None:
+            link_task.cancel()
+            await asyncio.gather(link_task, return_exceptions=True)
         await control.stop()
         await station.stop()  # every output off
+        if watchdog is not None:
+            await watchdog.stop()
+        if simulation is not None and hasattr(simulation, "close"):
+            simulation.close()
         store.close()
         log.info("evsed stopped")
 

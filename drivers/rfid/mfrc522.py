@@ -486,6 +486,10 @@ class _Worker:
             log.warning("MFRC522 misbehaves: %s; checking it again", exc)
             self._ready = False
             return _Cycle(chip_ok=None)
+        except Exception:  # a bug must not end polling for good: log it, start over
+            log.exception("MFRC522 poll failed")
+            self._drop()
+            return _Cycle(chip_ok=None)
 
     def _check_chip(self) -> bool:
         """Open, identify and (re)initialise the chip as needed; False if it is not usable."""

@@ -149,6 +149,9 @@ class _FaultSource:
             self._report_fault(kind, True)
 
 
+SIM_CABLE_A = 32.0  # the rating a plugged cable shows on the proximity pilot
+
+
 class SimPilot(_FaultSource):
     """Control pilot of one connector, reading the CP state the simulated EV presents."""
 
@@ -159,6 +162,8 @@ class SimPilot(_FaultSource):
         self._output = PilotOutput.x1()
         self._state, _ = ev.next_state(self._output, PilotState.A)
         self._state_callbacks: list[PilotCallback] = []
+        self._cable_callbacks: list[CableCallback] = []
+        self._cable_reported: float | None = None
         self._pending: asyncio.TimerHandle | None = None
         self._pending_target: PilotState | None = None
         if not ev.diode_ok:
@@ -184,11 +189,17 @@ class SimPilot(_FaultSource):
         self._state_callbacks.append(callback)
 
     def on_cable(self, callback: CableCallback) -> None:
-        """Fixed cables only: the proximity pilot is never read here."""
+        """The EV's cable reads as a 32 A cable on the proximity pilot while plugged."""
+        self._cable_callbacks.append(callback)
 
     def ev_changed(self) -> None:
         """Called after any change of the EV: re-evaluate the CP state and the diode check."""
         self._set_fault(FaultKind.DIODE, not self._ev.diode_ok)
+        cable = SIM_CABLE_A if self._ev.plugged else None
+        if cable != self._cable_reported:
+            self._cable_reported = cable
+            for callback in self._cable_callbacks:
+                self._sched.emit(callback, cable)
         self._update()
 
     def report_state(self) -> None:

@@ -410,6 +410,7 @@ class PilotSim:
         pp_pullup_ohm: float = DEFAULT_PP_PULLUP_OHM,
         pp_pullup_vref_v: float = DEFAULT_PP_VREF_V,
         pin_factory: MockFactory | None = None,
+        adc_select_pin: int = 8,  # CE0; CE1 (the ADC on SPI0 device 1) is GPIO7
     ) -> None:
         self.ev = ev if ev is not None else SimEV(reaction_s=0.05)
         self.factory = pin_factory if pin_factory is not None else MockFactory()
@@ -432,7 +433,13 @@ class PilotSim:
         if pp_channel is not None:
             inputs[pp_channel] = self._pp_adc_v
         bits = 12 if adc_chip == "MCP3208" else 10
-        self.adc = McpResponder(inputs, bits=bits, vref_v=adc_vref_v, pin_factory=self.factory)
+        self.adc = McpResponder(
+            inputs,
+            bits=bits,
+            vref_v=adc_vref_v,
+            pin_factory=self.factory,
+            select_pin=adc_select_pin,
+        )
 
     @property
     def pwm_root(self) -> Path:

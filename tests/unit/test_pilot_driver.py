@@ -7,6 +7,7 @@ The full-loop tests run in real time (the driver's worker thread polls every
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,13 +43,18 @@ def open_pilot(sim: PilotSim, **options: Any) -> IecPilot:
 
 
 class Recorder:
-    """Every report with its arrival time on the loop."""
+    """Every report with its arrival time on the loop (create it inside the loop)."""
 
     def __init__(self, pilot: IecPilot) -> None:
         self.events: list[tuple[float, str, Any]] = []
-        pilot.on_state(lambda s: self.events.append((time.monotonic(), "state", s)))
-        pilot.on_fault(lambda k, a: self.events.append((time.monotonic(), "fault", (k, a))))
-        pilot.on_cable(lambda a: self.events.append((time.monotonic(), "cable", a)))
+        self._arrived = asyncio.Event()
+        pilot.on_state(lambda s: self._add("state", s))
+        pilot.on_fault(lambda k, a: self._add("fault", (k, a)))
+        pilot.on_cable(lambda a: self._add("cable", a))
+
+    def _add(self, kind: str, value: Any) -> None:
+        self.events.append((time.monotonic(), kind, value))
+        self._arrived.set()
 
     def of(self, kind: str) -> list[Any]:
         return [value for _, k, value in self.events if k == kind]
@@ -59,12 +65,16 @@ class Recorder:
     async def wait(self, kind: str, value: Any, timeout: float = 2.0, after: float = 0.0) -> float:
         """Arrival time of the first `kind` report equal to `value` later than `after`."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             for t, k, v in self.events:
                 if k == kind and v == value and t > after:
                     return t
-            await asyncio.sleep(0.002)
-        raise AssertionError(f"no {kind} {value!r} within {timeout} s: {self.events}")
+            self._arrived.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {kind} {value!r} within {timeout} s: {self.events}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), remaining)
 
 
 def run(body: Callable[[], Any]) -> None:
