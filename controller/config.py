@@ -783,6 +783,21 @@ def _parse_hardware(t: _Table) -> HardwareConfig:
             if parts[part] == "sim" and t.ok(part):
                 real = " or ".join(f'"{name}"' for name in allowed if name != "sim")
                 t.problem(part, f"simulate_board runs the real drivers; choose {real}")
+    else:
+        # Either every part is simulated at the driver interface, or none is.
+        simulated = [part for part in ("pilot", "contactor", "meter") if parts[part] == "sim"]
+        if simulated and len(simulated) < 3 and t.ok("pilot", "contactor", "meter"):
+            for part in ("pilot", "contactor", "meter"):
+                if parts[part] != "sim":
+                    t.problem(
+                        part,
+                        f"cannot mix with the simulated {', '.join(simulated)}: "
+                        "simulate all parts or none",
+                    )
+        if len(simulated) == 3 and parts["reader"] == "mfrc522":
+            t.problem("reader", 'the simulated station has a simulated reader: "sim" or "none"')
+        if not simulated and parts["reader"] == "sim" and t.ok("pilot", "contactor", "meter"):
+            t.problem("reader", 'the real drivers need a real reader: "mfrc522" or "none"')
     watchdog = t.string("watchdog", _HARDWARE.watchdog, _check_device)
     watchdog_timeout = t.whole(
         "watchdog_timeout", _HARDWARE.watchdog_timeout, _bounds(minimum=5, maximum=60, unit="s")
@@ -1512,6 +1527,10 @@ def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Confi
     logging = _parse_logging(root.table("logging"))
     root.finish()
     _check_wiring(problems, data, hardware, board, connectors, meters)
+    if hardware.simulate_board and len(connectors) > 1:
+        problems.append(
+            Problem("connectors", "the simulated board (hardware.simulate_board) has one connector")
+        )
     if problems or state_dir is None or socket is None:
         raise ConfigError(problems)
     return Config(

@@ -196,6 +196,20 @@ def test_false_means_not_fitted() -> None:
     assert 25 not in pins and 22 not in pins and 23 not in pins
 
 
+def test_simulated_and_real_parts_do_not_mix() -> None:
+    found = problems_of(document(1, hardware={**REAL, "meter": "sim"}))
+    assert found == {
+        "hardware.pilot": "cannot mix with the simulated meter: simulate all parts or none",
+        "hardware.contactor": "cannot mix with the simulated meter: simulate all parts or none",
+    }
+    found = problems_of(document(1, hardware={**REAL, "reader": "sim"}))
+    assert found == {"hardware.reader": 'the real drivers need a real reader: "mfrc522" or "none"'}
+    found = problems_of(document(2, hardware={**REAL, "simulate_board": True}))
+    assert found == {
+        "connectors": "the simulated board (hardware.simulate_board) has one connector"
+    }
+
+
 def test_only_pins_of_real_drivers_count() -> None:
     """With the simulators, the wiring is not used: clashes are fine, bad values are not."""
     wiring = {"max_current": 16, "contactor_pin": 10, "pwm_pin": 18}
@@ -206,7 +220,8 @@ def test_only_pins_of_real_drivers_count() -> None:
         document([wiring], hardware={**SIM, "reader": "mfrc522"}, board={"reader_reset_pin": 10})
     )
     assert found == {
-        "board.reader_reset_pin": "GPIO10 is already used by board.reader_spi_bus (SPI0 MOSI)"
+        "board.reader_reset_pin": "GPIO10 is already used by board.reader_spi_bus (SPI0 MOSI)",
+        "hardware.reader": 'the simulated station has a simulated reader: "sim" or "none"',
     }
     found = problems_of(document([{"max_current": 16, "contactor_pin": 40}], hardware={}))
     assert found == {
@@ -445,7 +460,7 @@ def test_modbus_needs_one_meter_per_connector() -> None:
     assert found["meters"].startswith('required: hardware.meter = "modbus" needs one [[meters]]')
     # Unused meters are allowed, but still checked.
     meters = [meter(unit_id=n) for n in (1, 2, 3)]
-    config = parse_config(document(1, hardware={**REAL, "meter": "sim"}, meters=meters))
+    config = parse_config(document(1, hardware=SIM, meters=meters))
     assert len(config.meters) == 3
     found = problems_of(document(1, hardware={}, meters=[{"model": "sdm630", "unit_id": 0}]))
     assert found == {
