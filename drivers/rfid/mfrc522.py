@@ -468,6 +468,7 @@ class _Worker:
         self._ready = False
         self._next_check = 0.0
         self._suspect = False  # the last poll failed to read a card that answered
+        self._last_bug = ""
         self.version: int | None = None
 
     def cycle(self, tracked: frozenset[bytes]) -> _Cycle:
@@ -486,8 +487,10 @@ class _Worker:
             log.warning("MFRC522 misbehaves: %s; checking it again", exc)
             self._ready = False
             return _Cycle(chip_ok=None)
-        except Exception:  # a bug must not end polling for good: log it, start over
-            log.exception("MFRC522 poll failed")
+        except Exception as exc:  # a bug must not end polling for good: log it, start over
+            if repr(exc) != self._last_bug:  # a traceback per poll would flood the journal
+                self._last_bug = repr(exc)
+                log.exception("MFRC522 poll failed")
             self._drop()
             return _Cycle(chip_ok=None)
 
@@ -582,6 +585,15 @@ class Mfrc522Reader:
     tracked, a WUPA read per poll confirms it is still there, so a card that
     resets in the field (weak coupling, antenna re-init) is not reported again.
     A reader outage (FaultKind.READER) forgets what lay on the reader.
+
+    bus, device: /dev/spidevB.D. speed_hz: SPI clock, at most the chip's 10 MHz.
+    poll_hz: polls per second (an empty poll waits out the 25 ms timer).
+    absent_polls: polls a card must be away before it counts as presented again.
+    id_order / id_case / id_base: the idTag form, see format_id_tag.
+    rx_gain_db: RFCfgReg receiver gain (18/23/33/38/43/48 dB); None keeps 33 dB.
+    version_check_s: how often VersionReg and the settings are re-checked.
+    accepted_versions: VersionReg values taken as a working chip.
+    spi_factory: makes the unopened SPI object (default spidev.SpiDev).
     """
 
     def __init__(
@@ -679,8 +691,10 @@ class Mfrc522Reader:
     def _open_spi(self) -> SpiDevice:
         factory = self._spi_factory
         if factory is None:
-            import spidev  # deferred: only the real hardware path needs the C extension
-
+            try:
+                import spidev  # deferred: only the real hardware path needs the C extension
+            except ImportError as exc:  # a missing module is a reader fault, not a crash
+                raise OSError(f"spidev is not installed: {exc}") from exc
             factory = spidev.SpiDev
         spi = factory()
         try:

@@ -29,10 +29,15 @@ def make_daemon(
         connectors: list[dict[str, Any]] | None = None,
         start: bool = True,
         extra: str = "",
+        hardware: dict[str, Any] | None = None,
     ) -> Daemon:
         defaults = {"ConnectionTimeOut": 5, "MeterValueSampleInterval": 0}
         daemon = Daemon(
-            csms, {**defaults, **(keys or {})}, connectors or [{"max_current": 16}], extra
+            csms,
+            {**defaults, **(keys or {})},
+            connectors or [{"max_current": 16}],
+            extra,
+            hardware,
         )
         made.append(daemon)
         if start:

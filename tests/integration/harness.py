@@ -39,6 +39,7 @@ class Daemon:
         keys: dict[str, Any],
         connectors: list[dict[str, Any]],
         extra: str = "",
+        hardware: dict[str, Any] | None = None,
     ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="evsed-"))
         self.config = self.dir / "evsed.toml"
@@ -56,8 +57,14 @@ class Daemon:
             "[state]",
             'dir = "state"',
             "[hardware]",
-            "meter_poll_interval = 0.2",
-            "meter_offline_after = 1.0",
+            *(
+                f"{k} = {_toml(v)}"
+                for k, v in {
+                    "meter_poll_interval": 0.2,
+                    "meter_offline_after": 1.0,
+                    **(hardware or {}),
+                }.items()
+            ),
             "[logging]",
             'level = "debug"',
         ]
