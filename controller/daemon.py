@@ -124,8 +124,12 @@ async def serve(config: Config) -> StopReason | None:
     if config.hardware.watchdog:
         from drivers.gpio import HardwareWatchdog
 
+        # Disarmed only on a clean stop, after every output is off: a crash or a hung
+        # loop still resets the board, `systemctl stop` does not.
         watchdog = HardwareWatchdog(
-            config.hardware.watchdog, timeout_s=config.hardware.watchdog_timeout
+            config.hardware.watchdog,
+            timeout_s=config.hardware.watchdog_timeout,
+            disarm_on_close=True,
         )
     link_task: asyncio.Task[None] | None = None
     try:
