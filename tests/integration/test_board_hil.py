@@ -121,3 +121,24 @@ def test_meter_and_reader_failures_are_reported_and_charging_goes_on(
         timeout=8,
         after=mark,
     )
+
+
+def test_socket_outlet_cable_rating_and_lock_through_the_real_drivers(
+    make_daemon: Any, csms: CsmsThread
+) -> None:
+    """A 40 A installation with a 32 A cable (read on the proximity pilot) offers 32 A,
+    locks the plug before the contactor closes, and UnlockConnector really unlocks."""
+    csms.id_tags = {CARD7: "Accepted"}
+    daemon: Daemon = make_daemon(
+        connectors=[{"max_current": 40, "lock": True}], hardware=REAL_BOARD, extra=METER
+    )
+    csms.wait_for("BootNotification")
+    charge(daemon, csms)
+    hw = daemon.state()["hardware"]["connectors"][0]
+    assert hw["pilot"]["duty_percent"] == pytest.approx(53.33)  # 32 A, not 40 A
+    assert hw["lock"] == {"locked": True}
+    assert hw["contactor"]["actually_closed"] is True
+    answer = csms.call("UnlockConnector", {"connectorId": 1})
+    assert answer["status"] == "Unlocked"
+    assert csms.wait_for("StopTransaction", timeout=10)["reason"] == "UnlockCommand"
+    assert daemon.state()["hardware"]["connectors"][0]["lock"] == {"locked": False}
