@@ -33,6 +33,11 @@ def board(make_daemon: Any, csms: CsmsThread) -> Daemon:
     return daemon
 
 
+def contactor_closed(state: dict[str, Any]) -> bool:
+    """The mirror contact follows the coil a few ms later: wait for the real contact."""
+    return bool(state["hardware"]["connectors"][0]["contactor"]["actually_closed"])
+
+
 def charge(daemon: Daemon, csms: CsmsThread) -> dict[str, Any]:
     mark = csms.mark()
     daemon.request("plug", connector=1)
@@ -50,9 +55,8 @@ def test_whole_session_through_the_real_drivers(board: Daemon, csms: CsmsThread)
     start = charge(board, csms)
     assert start["idTag"] == CARD7
     assert start["meterStart"] == 12_345
-    hw = board.state()["hardware"]["connectors"][0]
+    hw = board.wait(contactor_closed, 2, "the contactor to pull in")["hardware"]["connectors"][0]
     assert hw["pilot"]["mode"] == "pwm" and hw["pilot"]["duty_percent"] == pytest.approx(26.67)
-    assert hw["contactor"]["actually_closed"] is True  # closed only after the RCM self-test
     values = csms.wait_for("MeterValues", lambda p: "transactionId" in p, timeout=5)["meterValue"][
         0
     ]["sampledValue"]
@@ -134,10 +138,10 @@ def test_socket_outlet_cable_rating_and_lock_through_the_real_drivers(
     )
     csms.wait_for("BootNotification")
     charge(daemon, csms)
-    hw = daemon.state()["hardware"]["connectors"][0]
+    hw = daemon.wait(contactor_closed, 2, "the contactor to pull in")
+    hw = hw["hardware"]["connectors"][0]
     assert hw["pilot"]["duty_percent"] == pytest.approx(53.33)  # 32 A, not 40 A
     assert hw["lock"] == {"locked": True}
-    assert hw["contactor"]["actually_closed"] is True
     answer = csms.call("UnlockConnector", {"connectorId": 1})
     assert answer["status"] == "Unlocked"
     assert csms.wait_for("StopTransaction", timeout=10)["reason"] == "UnlockCommand"
