@@ -14,13 +14,20 @@ import contextlib
 import logging
 from typing import Any
 
-from gpiozero import DigitalInputDevice
+from gpiozero import DigitalInputDevice, DigitalOutputDevice
 
 from drivers.interfaces import FaultCallback, FaultKind
 
 log = logging.getLogger(__name__)
 
 PinSpec = int | str  # a gpiozero pin name: 17, "GPIO17", "BOARD11", ...
+
+
+def output_off(pin: PinSpec, active_high: bool, pin_factory: Any) -> DigitalOutputDevice:
+    """An output that starts off: no coil, actuator or test line is ever energised at start."""
+    return DigitalOutputDevice(
+        pin, active_high=active_high, initial_value=False, pin_factory=pin_factory
+    )
 
 
 class FaultReporter:

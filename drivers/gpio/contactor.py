@@ -28,7 +28,7 @@ from typing import Any
 
 from gpiozero import DigitalInputDevice, DigitalOutputDevice
 
-from drivers.gpio._base import FaultReporter, PinSpec, make_input, raw_level
+from drivers.gpio._base import FaultReporter, PinSpec, make_input, output_off, raw_level
 from drivers.interfaces import FaultCallback, FaultKind
 
 log = logging.getLogger(__name__)
@@ -99,16 +99,9 @@ class GpioContactor:
         self._phase_feedback: _Feedback | None = None
         self._closed_down = False
         try:
-            self._coil = DigitalOutputDevice(
-                coil_pin, active_high=active_high, initial_value=False, pin_factory=pin_factory
-            )
+            self._coil = output_off(coil_pin, active_high, pin_factory)
             if phase_pin is not None:
-                self._phase = DigitalOutputDevice(
-                    phase_pin,
-                    active_high=phase_active_high,
-                    initial_value=False,
-                    pin_factory=pin_factory,
-                )
+                self._phase = output_off(phase_pin, phase_active_high, pin_factory)
             if feedback_pin is not None:
                 self._feedback = _Feedback(
                     feedback_pin,

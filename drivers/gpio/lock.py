@@ -23,7 +23,7 @@ from typing import Any
 
 from gpiozero import DigitalOutputDevice
 
-from drivers.gpio._base import FilteredInput, PinSpec
+from drivers.gpio._base import FilteredInput, PinSpec, output_off
 from drivers.interfaces import FaultKind
 
 log = logging.getLogger(__name__)
@@ -75,16 +75,9 @@ class GpioLock(FilteredInput):
         self._lock_out: DigitalOutputDevice | None = None
         self._unlock_out: DigitalOutputDevice | None = None
         try:
-            self._lock_out = DigitalOutputDevice(
-                lock_pin, active_high=active_high, initial_value=False, pin_factory=pin_factory
-            )
+            self._lock_out = output_off(lock_pin, active_high, pin_factory)
             if unlock_pin is not None:
-                self._unlock_out = DigitalOutputDevice(
-                    unlock_pin,
-                    active_high=active_high,
-                    initial_value=False,
-                    pin_factory=pin_factory,
-                )
+                self._unlock_out = output_off(unlock_pin, active_high, pin_factory)
         except BaseException:
             self.close()
             raise

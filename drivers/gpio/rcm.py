@@ -20,7 +20,7 @@ from typing import Any
 
 from gpiozero import DigitalOutputDevice
 
-from drivers.gpio._base import FilteredInput, PinSpec
+from drivers.gpio._base import FilteredInput, PinSpec, output_off
 from drivers.interfaces import FaultKind
 
 log = logging.getLogger(__name__)
@@ -77,12 +77,7 @@ class GpioRcm(FilteredInput):
         self._test: DigitalOutputDevice | None = None
         if test_pin is not None:
             try:
-                self._test = DigitalOutputDevice(
-                    test_pin,
-                    active_high=test_active_high,
-                    initial_value=False,
-                    pin_factory=pin_factory,
-                )
+                self._test = output_off(test_pin, test_active_high, pin_factory)
             except BaseException:
                 super().close()
                 raise
