@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, replace
@@ -37,6 +38,8 @@ from controller.store import Store
 from drivers.interfaces import FaultKind, Hardware, MeterReading
 
 log = logging.getLogger("evsed.station")
+
+CHECKPOINT_S = 5.0  # most energy-reading time a power cut may take from a transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,7 @@ class Station:
         self._applied: list[Outputs | None] = [None] * len(connector_limits)
         self._reported: dict[int, Status] = {}
         self._active_tx: dict[int, int] = {}  # connector -> store transaction id
+        self._checkpointed: dict[int, float] = {}  # transaction id -> monotonic time
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.meter_poll_interval = 1.0
@@ -120,10 +124,15 @@ class Station:
             c.station_operative = self.core.operative
             c.operative = availability.get(c.number, True)
         for tx in self.store.open_transactions():
-            # The process ended while this transaction ran (crash or power cut).
+            # The process ended while this transaction ran (crash or power cut): close it
+            # with the last reading persisted before the end, at that reading's time.
             log.warning("closing transaction %d left open by the previous run", tx.id)
             self.store.end_transaction(
-                tx.id, tx.meter_start_wh, self.now_iso(), StopReason.POWER_LOSS.value, None
+                tx.id,
+                max(tx.meter_start_wh, tx.checkpoint_wh or 0.0),
+                tx.checkpoint_at or tx.started_at,
+                StopReason.POWER_LOSS.value,
+                None,
             )
 
     async def start(self) -> None:
@@ -323,6 +332,7 @@ class Station:
         tx_id = self._active_tx.pop(effect.connector, None)
         if tx_id is None:
             return
+        self._checkpointed.pop(tx_id, None)
         self.store.end_transaction(
             tx_id,
             self._energy(effect.connector),
@@ -457,6 +467,7 @@ class Station:
                 try:
                     self.readings[i] = await meter.read()
                     self._meter_ok_at[i] = time.monotonic()
+                    self._checkpoint(n)
                     if FaultKind.METER in self.core.connector(n).faults:
                         self._on_fault(n, FaultKind.METER, False)
                 except OSError as e:
@@ -466,6 +477,19 @@ class Station:
                         log.error("meter silent for %.0f s: %s", silent, e, extra={"connector": n})
                         self._on_fault(n, FaultKind.METER, True)
             await asyncio.sleep(self.meter_poll_interval)
+
+    def _checkpoint(self, connector: int) -> None:
+        """Persist the running transaction's energy at least every sample interval (and
+        every CHECKPOINT_S), so a power cut loses at most that much of the bill."""
+        tx_id = self._active_tx.get(connector)
+        reading = self.readings[connector - 1]
+        if tx_id is None or reading is None:
+            return
+        interval = min(CHECKPOINT_S, self.keys.get_int("MeterValueSampleInterval") or CHECKPOINT_S)
+        now = time.monotonic()
+        if now - self._checkpointed.get(tx_id, -math.inf) >= interval:
+            self._checkpointed[tx_id] = now
+            self.store.checkpoint(tx_id, reading.energy_wh, self.now_iso())
 
     def _sample(self, connector: int, measurands: list[str], context: str) -> list[dict[str, Any]]:
         reading = self.readings[connector - 1]

@@ -35,7 +35,9 @@ CREATE TABLE IF NOT EXISTS transactions (
     meter_stop_wh REAL,
     stopped_at TEXT,
     stop_reason TEXT,
-    stop_id_tag TEXT);
+    stop_id_tag TEXT,
+    checkpoint_wh REAL,
+    checkpoint_at TEXT);
 CREATE INDEX IF NOT EXISTS tx_open ON transactions (connector) WHERE stopped_at IS NULL;
 CREATE TABLE IF NOT EXISTS tx_data (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -67,6 +69,8 @@ class TransactionRecord:
     stopped_at: str | None
     stop_reason: str | None
     stop_id_tag: str | None
+    checkpoint_wh: float | None
+    checkpoint_at: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +186,13 @@ class Store:
             (csms_id, id_tag_status, tx_id),
         )
 
+    def checkpoint(self, tx_id: int, energy_wh: float, at: str) -> None:
+        """The latest energy reading of a running transaction, for closing it after a crash."""
+        self._write(
+            "UPDATE transactions SET checkpoint_wh = ?, checkpoint_at = ? WHERE id = ?",
+            (energy_wh, at, tx_id),
+        )
+
     def add_tx_data(self, tx_id: int, meter_value: dict[str, Any]) -> None:
         self._write(
             "INSERT INTO tx_data (tx_id, meter_value) VALUES (?, ?)",
@@ -253,4 +264,6 @@ def _tx(row: sqlite3.Row) -> TransactionRecord:
         stopped_at=row["stopped_at"],
         stop_reason=row["stop_reason"],
         stop_id_tag=row["stop_id_tag"],
+        checkpoint_wh=row["checkpoint_wh"],
+        checkpoint_at=row["checkpoint_at"],
     )

@@ -1,0 +1,51 @@
+"""A power cut (kill -9) during a transaction: after the restart the CSMS gets the
+transaction closed exactly once, with reason PowerLoss and the last persisted reading."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from hwsim.csms import CsmsThread
+from tests.integration.harness import start_session
+
+
+def _time(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def test_transaction_cut_by_power_loss_is_closed_once_with_its_last_reading(
+    make_daemon: Any, csms: CsmsThread
+) -> None:
+    daemon = make_daemon(keys={"MeterValueSampleInterval": 1})
+    csms.wait_for("BootNotification")
+    daemon.request("meter_set", connector=1, wh=1000.0)
+    time.sleep(0.5)
+    start = start_session(daemon, csms)
+    time.sleep(3.0)  # about 3 s at 11 kW: some 9 Wh, checkpointed every second
+    charged = daemon.connector()["meter"]["energy_wh"]
+    daemon.kill()  # SIGKILL: nothing is flushed, nothing is said to the CSMS
+    killed_at = time.time()
+
+    mark = csms.mark()
+    daemon.start()
+    csms.wait_for("BootNotification", after=mark)
+    stop = csms.wait_for("StopTransaction", after=mark, timeout=10)
+    assert stop["reason"] == "PowerLoss"
+    assert stop["transactionId"] == csms.last_transaction_id
+    assert start["meterStart"] < stop["meterStop"] <= round(charged) + 1
+    assert stop["meterStop"] >= round(charged) - 12  # at most a checkpoint interval lost
+    assert (
+        _time(start["timestamp"])
+        < _time(stop["timestamp"])
+        <= datetime.fromtimestamp(killed_at, _time(stop["timestamp"]).tzinfo)
+    )
+
+    # A second restart does not report it again.
+    daemon.stop()
+    mark = csms.mark()
+    daemon.start()
+    csms.wait_for("BootNotification", after=mark)
+    time.sleep(1.0)
+    assert csms.calls("StopTransaction") == [stop]
