@@ -47,7 +47,11 @@ def build_hardware(config: Config) -> tuple[Any, Any]:
     if config.hardware.pilot == "sim":
         from hwsim.hardware import SimHardware
 
-        sim = SimHardware(len(config.connectors), has_lock=[c.lock for c in config.connectors])
+        sim = SimHardware(
+            len(config.connectors),
+            has_lock=[c.lock for c in config.connectors],
+            world_file=config.state.dir / "sim-world.json",
+        )
         return sim, sim
     from controller.hardware import BoardHardware
 

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import math
+import os
 import string
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from controller.core.iec61851 import PilotOutput, PilotState
@@ -322,6 +325,7 @@ class SimMeter(_FaultSource):
         self.voltage_v = voltage_v
         self._energy_wh = 0.0
         self._t = time.monotonic()
+        self.after_read: Callable[[], None] | None = None
 
     @property
     def online(self) -> bool:
@@ -354,6 +358,8 @@ class SimMeter(_FaultSource):
     async def read(self) -> MeterReading:
         if not self.online:
             raise OSError("meter not answering")
+        if self.after_read is not None:
+            self.after_read()  # the register is saved before anyone sees this reading
         v = self.voltage_v
         return MeterReading(
             energy_wh=self.energy_wh,
@@ -468,7 +474,11 @@ class SimHardware:
         *,
         has_lock: Sequence[bool] | None = None,
         ev_reaction_s: float = 0.2,
+        world_file: Path | None = None,
     ) -> None:
+        """`world_file`: where the simulated world (meter registers, the EVs' plugs)
+        is kept, so it outlives a restart or a crash of the daemon as a real car and
+        a real meter do."""
         if connectors not in (1, 2):
             raise ValueError(f"a simulated station has 1 or 2 connectors, not {connectors!r}")
         if has_lock is None:
@@ -498,6 +508,34 @@ class SimHardware:
         self.rcms: list[ResidualCurrentMonitor | None] = [None] * connectors
         self.station_inputs: list[FaultSource] = []
         self.indicator: Indicator | None = None
+        self._world_file = world_file
+        if world_file is not None:
+            self._load_world(world_file)
+            for c in self.connectors:
+                c.meter.after_read = self._save_world
+
+    def _load_world(self, path: Path) -> None:
+        try:
+            world = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return  # a new world
+        for c, saved in zip(self.connectors, world.get("connectors", []), strict=False):
+            c.meter.set_energy(float(saved.get("energy_wh", 0.0)))
+            c.ev.plugged = bool(saved.get("plugged", False))
+            c.ev.asking = bool(saved.get("asking", False))
+
+    def _save_world(self) -> None:
+        if self._world_file is None:
+            return
+        world = {
+            "connectors": [
+                {"energy_wh": c.meter.energy_wh, "plugged": c.ev.plugged, "asking": c.ev.asking}
+                for c in self.connectors
+            ]
+        }
+        tmp = self._world_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(world))
+        os.replace(tmp, self._world_file)
 
     # -- Hardware contract -------------------------------------------------
 
@@ -535,13 +573,16 @@ class SimHardware:
 
     def plug(self, n: int) -> None:
         self.connector(n).ev.plugged = True
+        self._save_world()
 
     def unplug(self, n: int) -> None:
         self.connector(n).ev.plugged = False
+        self._save_world()
 
     def ev_charge(self, n: int, on: bool) -> None:
         """The EV starts (True) or stops (False) asking for energy."""
         self.connector(n).ev.asking = on
+        self._save_world()
 
     def ev_current(self, n: int, amps: float) -> None:
         """Limit what the EV draws per phase, whatever the EVSE offers."""
@@ -559,6 +600,7 @@ class SimHardware:
 
     def set_meter(self, n: int, wh: float) -> None:
         self.connector(n).meter.set_energy(wh)
+        self._save_world()
 
     def raise_fault(self, kind: FaultKind | str, connector: int | None = None) -> None:
         """Inject a fault; `connector` is required except for READER (station-wide)."""

@@ -122,8 +122,9 @@ def test_reset_ends_the_transaction_and_restarts_the_process(
     boot = csms.wait_for_record("BootNotification", after=stop, timeout=15)
     daemon.wait_ready()
     assert daemon.proc.poll() is None and daemon.proc.pid == pid
-    # The new run starts from fresh (simulated) hardware: the EV is no longer plugged in.
-    wait_status(csms, 1, "Available", after=boot.seq)
+    # The car is still plugged in (the simulated world outlives the process), but the
+    # new run starts no transaction of its own: a new session needs authorizing.
+    wait_status(csms, 1, "Preparing", after=boot.seq)
     connector = daemon.connector()
     assert connector["status"] != "Charging"
     assert connector["transaction"] is None

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -405,3 +406,16 @@ def test_stop_leaves_outputs_off_and_cancels_timers() -> None:
         assert (await hw.meters[0].read()).power_w == 0.0
 
     run(body)
+
+
+def test_the_simulated_world_outlives_the_daemon(tmp_path: Path) -> None:
+    """A real meter keeps its register and a plugged car stays plugged across a restart."""
+    world = tmp_path / "world.json"
+    hw = SimHardware(1, world_file=world)
+    hw.set_meter(1, 1234.5)
+    hw.plug(1)
+    hw.ev_charge(1, True)
+    asyncio.run(hw.meters[0].read())
+    again = SimHardware(1, world_file=world)
+    assert again.connector(1).meter.energy_wh == pytest.approx(1234.5)
+    assert again.ev(1).plugged and again.ev(1).asking
