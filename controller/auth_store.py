@@ -206,7 +206,19 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except BaseException:
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        # Some errors (SQLITE_FULL, SQLITE_IOERR) have rolled back already.
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
 
 def _check_version(version: int) -> None:

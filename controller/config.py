@@ -280,6 +280,9 @@ class OcppConfig:
 
     version: str = "1.6"
     heartbeat_on_idle_only: bool = True
+    # A transaction interrupted by a restart or power cut goes on if the EV is still
+    # plugged in; otherwise it is closed (PowerLoss, Reboot, or the reset's reason).
+    resume_transactions: bool = False
     # Read-only view; excluded from hashing because a mapping is not hashable.
     keys: Mapping[str, str] = field(default_factory=_no_keys, hash=False)
 
@@ -1465,6 +1468,7 @@ def _normalise(spec: KeySpec, value: str) -> str:
 def _parse_ocpp(t: _Table, number_of_connectors: int) -> OcppConfig:
     version = t.choice("version", _OCPP.version, OCPP_VERSIONS)
     on_idle_only = t.boolean("heartbeat_on_idle_only", _OCPP.heartbeat_on_idle_only)
+    resume = t.boolean("resume_transactions", _OCPP.resume_transactions)
     keys_table = t.table("keys")
     specs = core_keys(number_of_connectors)
     registry = ConfigurationKeys(specs)
@@ -1490,6 +1494,7 @@ def _parse_ocpp(t: _Table, number_of_connectors: int) -> OcppConfig:
     return OcppConfig(
         version=version,
         heartbeat_on_idle_only=on_idle_only,
+        resume_transactions=resume,
         keys=MappingProxyType(accepted),
     )
 

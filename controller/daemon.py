@@ -79,7 +79,14 @@ async def serve(config: Config) -> StopReason | None:
         )
         for i, c in enumerate(config.connectors)
     ]
-    station = Station(hardware, store, keys, limits, [c.phases for c in config.connectors])
+    station = Station(
+        hardware,
+        store,
+        keys,
+        limits,
+        [c.phases for c in config.connectors],
+        resume_transactions=config.ocpp.resume_transactions,
+    )
     station.meter_poll_interval = config.hardware.meter_poll_interval
     station.meter_offline_after = config.hardware.meter_offline_after
     link = ChargePoint16(
@@ -113,6 +120,7 @@ async def serve(config: Config) -> StopReason | None:
 
     def on_signal() -> None:
         if not finished.done():
+            station.note_restart(StopReason.REBOOT)
             finished.set_result(None)
 
     for sig in (signal.SIGTERM, signal.SIGINT):

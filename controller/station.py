@@ -34,11 +34,12 @@ from controller.core.station import CardRefused, RequestAuthorization, StationCo
 from controller.core.status import Status, StopReason
 from controller.metering import next_aligned, samples
 from controller.ocpp.v16.keys import ConfigurationKeys
-from controller.store import Store
+from controller.store import Store, TransactionRecord
 from drivers.interfaces import FaultKind, Hardware, MeterReading
 
 log = logging.getLogger("evsed.station")
 
+RESTART_REASON = "restart_reason"  # store meta key
 CHECKPOINT_S = 5.0  # most energy-reading time a power cut may take from a transaction
 
 
@@ -78,8 +79,12 @@ class Station:
         keys: ConfigurationKeys,
         connector_limits: list[ConnectorSettings],
         phases: list[int],
+        resume_transactions: bool = False,
     ) -> None:
         self.hw = hardware
+        self._resume = resume_transactions
+        self._interrupted: dict[int, TransactionRecord] = {}  # connector -> left open
+        self._interruption = StopReason.POWER_LOSS
         self.store = store
         self.keys = keys
         self._limits = connector_limits
@@ -123,17 +128,52 @@ class Station:
         for c in self.core.connectors:
             c.station_operative = self.core.operative
             c.operative = availability.get(c.number, True)
+        # Why the previous run ended: a commanded reset or a shutdown says so before it
+        # goes; a crash or a power cut does not.
+        noted = self.store.get_meta(RESTART_REASON)
+        self._interruption = StopReason(noted) if noted else StopReason.POWER_LOSS
+        self.store.set_meta(RESTART_REASON, None)
         for tx in self.store.open_transactions():
-            # The process ended while this transaction ran (crash or power cut): close it
-            # with the last reading persisted before the end, at that reading's time.
-            log.warning("closing transaction %d left open by the previous run", tx.id)
-            self.store.end_transaction(
-                tx.id,
-                max(tx.meter_start_wh, tx.checkpoint_wh or 0.0),
-                tx.checkpoint_at or tx.started_at,
-                StopReason.POWER_LOSS.value,
-                None,
-            )
+            if self._resume:
+                self._interrupted[tx.connector] = tx  # decided by the first pilot reading
+            else:
+                self._close_interrupted(tx)
+
+    def _close_interrupted(self, tx: TransactionRecord) -> None:
+        """Close a transaction the previous run left open, with the last reading
+        persisted before the end, at that reading's time."""
+        log.warning(
+            "closing transaction %d left open by the previous run (%s)",
+            tx.id,
+            self._interruption.value,
+            extra={"connector": tx.connector, "tx": tx.id},
+        )
+        self.store.end_transaction(
+            tx.id,
+            max(tx.meter_start_wh, tx.checkpoint_wh or 0.0),
+            tx.checkpoint_at or tx.started_at,
+            self._interruption.value,
+            None,
+        )
+
+    def _resume_or_close(self, connector: int, state: PilotState) -> None:
+        tx = self._interrupted.pop(connector)
+        session = self.core.connector(connector)
+        if not state.plugged or not session.effective_operative or session.blocking_fault():
+            self._close_interrupted(tx)
+            self._notify_link()
+            return
+        log.warning(
+            "resuming transaction %d: the EV is still plugged in",
+            tx.id,
+            extra={"connector": connector, "tx": tx.id},
+        )
+        self._active_tx[connector] = tx.id
+        self._after(session.resume(tx.id_tag, tx.parent_id_tag, state, time.monotonic()))
+
+    def note_restart(self, reason: StopReason) -> None:
+        """Say why this run is ending, for the transactions it may leave open."""
+        self.store.set_meta(RESTART_REASON, reason.value)
 
     async def start(self) -> None:
         # A meter's own fault reports are not used: the poller decides by silence.
@@ -195,6 +235,8 @@ class Station:
 
     def _on_pilot(self, connector: int, state: PilotState) -> None:
         log.info("pilot %s", state.value, extra={"connector": connector})
+        if connector in self._interrupted:
+            self._resume_or_close(connector, state)
         self._after(self.core.connector(connector).pilot_changed(state, time.monotonic()))
 
     def _on_fault(self, connector: int, kind: FaultKind, active: bool) -> None:

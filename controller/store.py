@@ -10,8 +10,10 @@ a cut at any instant leaves the database consistent.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,8 @@ class Store:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        # A big local-list update grows the WAL; give the space back after checkpoints.
+        self._db.execute("PRAGMA journal_size_limit=4194304")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
         self.set_meta("schema_version", str(SCHEMA_VERSION))
@@ -99,9 +103,25 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For stores of other parts (authorization) that keep their tables here."""
+        return self._db
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One atomic write: everything inside is on the card together, or not at all.
+        (With isolation_level=None, sqlite3's own `with connection:` opens no transaction.)"""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def _write(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        with self._db:
-            return self._db.execute(sql, args)
+        return self._db.execute(sql, args)  # one statement commits on its own
 
     # --- meta, keys, availability -------------------------------------------------
 
@@ -139,7 +159,7 @@ class Store:
         started_at: str,
     ) -> int:
         """Record a new transaction and queue its StartTransaction, atomically."""
-        with self._db:
+        with self.atomic():
             cur = self._db.execute(
                 "INSERT INTO transactions (connector, id_tag, parent_id_tag, meter_start_wh,"
                 " started_at) VALUES (?, ?, ?, ?, ?)",
@@ -158,7 +178,7 @@ class Store:
         stop_id_tag: str | None,
     ) -> None:
         """Close a transaction and queue its StopTransaction, atomically."""
-        with self._db:
+        with self.atomic():
             self._db.execute(
                 "UPDATE transactions SET meter_stop_wh = ?, stopped_at = ?, stop_reason = ?,"
                 " stop_id_tag = ? WHERE id = ?",
@@ -208,7 +228,7 @@ class Store:
     # --- outbox -------------------------------------------------------------------
 
     def enqueue(self, kind: str, data: dict[str, Any], tx_id: int | None = None) -> int:
-        with self._db:
+        with self.atomic():
             return self._enqueue(kind, data, tx_id)
 
     def _enqueue(self, kind: str, data: dict[str, Any], tx_id: int | None) -> int:
@@ -228,7 +248,7 @@ class Store:
         return OutboxMessage(row[0], row[1], json.loads(row[2]), row[3], row[4])
 
     def record_attempt(self, message_id: int, error: str) -> int:
-        with self._db:
+        with self.atomic():
             self._db.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
                 (error, message_id),

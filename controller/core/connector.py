@@ -275,6 +275,17 @@ class ConnectorSession:
         self.auth = Authorization(id_tag, parent_id_tag, now + self.settings.connection_timeout_s)
         return self._settle(now)
 
+    def resume(
+        self, id_tag: str, parent_id_tag: str | None, pilot: PilotState, now: float
+    ) -> list[Effect]:
+        """Carry on a transaction the previous run of the station left open, with the
+        EV found in `pilot` state."""
+        self.pilot = pilot
+        self.tx = Transaction(id_tag, parent_id_tag)
+        self.auth, self.finishing, self.rcm_tested = None, False, False
+        effects: list[Effect] = [RunRcmSelfTest(self.number)] if self.settings.has_rcm else []
+        return effects + self._settle(now)
+
     def cancel_authorization(self) -> None:
         self.auth = None
 

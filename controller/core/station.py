@@ -30,6 +30,11 @@ class CardRefused:
 StationEffect = Effect | RequestAuthorization | CardRefused
 
 
+def same_id(a: str | None, b: str | None) -> bool:
+    """idTags are case-insensitive strings (OCPP CiString)."""
+    return a is not None and b is not None and a.casefold() == b.casefold()
+
+
 class StationCore:
     def __init__(self, settings: list[ConnectorSettings]) -> None:
         self.connectors = [ConnectorSession(n + 1, s) for n, s in enumerate(settings)]
@@ -76,10 +81,10 @@ class StationCore:
 
     def card_presented(self, id_tag: str, now: float) -> list[StationEffect]:
         for c in self.connectors:
-            if c.tx is not None and not c.tx.stopping and c.tx.id_tag == id_tag:
+            if c.tx is not None and not c.tx.stopping and same_id(c.tx.id_tag, id_tag):
                 return list(c.stop(StopReason.LOCAL, now, id_tag=id_tag))
         for c in self.connectors:
-            if c.auth is not None and c.auth.id_tag == id_tag:
+            if c.auth is not None and same_id(c.auth.id_tag, id_tag):
                 c.cancel_authorization()  # the same card again withdraws a pending start
                 return []
         return [RequestAuthorization(id_tag)]
@@ -93,7 +98,7 @@ class StationCore:
         if parent_id_tag is not None:
             for c in self.connectors:
                 tx = c.tx
-                if tx is not None and not tx.stopping and tx.parent_id_tag == parent_id_tag:
+                if tx is not None and not tx.stopping and same_id(tx.parent_id_tag, parent_id_tag):
                     return list(c.stop(StopReason.LOCAL, now, id_tag=id_tag))
         target = self.pick_connector(None)
         if target is None:

@@ -3,6 +3,7 @@ transaction closed exactly once, with reason PowerLoss and the last persisted re
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime
 from typing import Any
@@ -49,3 +50,59 @@ def test_transaction_cut_by_power_loss_is_closed_once_with_its_last_reading(
     csms.wait_for("BootNotification", after=mark)
     time.sleep(1.0)
     assert csms.calls("StopTransaction") == [stop]
+
+
+def test_resumed_after_a_crash_when_the_ev_is_still_plugged(
+    make_daemon: Any, csms: CsmsThread
+) -> None:
+    daemon = make_daemon(
+        keys={"MeterValueSampleInterval": 1}, extra="[ocpp]\nresume_transactions = true\n"
+    )
+    csms.wait_for("BootNotification")
+    start = start_session(daemon, csms)
+    time.sleep(1.5)
+    daemon.kill()
+
+    mark = csms.mark()
+    daemon.start()
+    csms.wait_for("BootNotification", after=mark)
+    daemon.wait_status("Charging")  # the car never left: the same transaction goes on
+    assert daemon.connector()["transaction"]["csms_id"] == csms.last_transaction_id
+    time.sleep(1.0)
+    daemon.request("card", uid=start["idTag"])
+    stop = csms.wait_for("StopTransaction", after=mark)
+    assert (stop["reason"], stop["transactionId"]) == ("Local", csms.last_transaction_id)
+    assert stop["meterStop"] > start["meterStart"]
+    assert len(csms.calls("StartTransaction")) == 1 and len(csms.calls("StopTransaction")) == 1
+
+
+def test_not_resumed_when_the_ev_left_while_the_station_was_down(
+    make_daemon: Any, csms: CsmsThread
+) -> None:
+    daemon = make_daemon(extra="[ocpp]\nresume_transactions = true\n")
+    csms.wait_for("BootNotification")
+    start_session(daemon, csms)
+    daemon.kill()
+    world = daemon.dir / "state" / "sim-world.json"
+    saved = json.loads(world.read_text())
+    saved["connectors"][0].update(plugged=False, asking=False)
+    world.write_text(json.dumps(saved))
+
+    mark = csms.mark()
+    daemon.start()
+    stop = csms.wait_for("StopTransaction", after=mark)
+    assert (stop["reason"], stop["transactionId"]) == ("PowerLoss", csms.last_transaction_id)
+    daemon.wait_status("Available")
+
+
+def test_a_shutdown_during_a_transaction_closes_it_as_reboot(
+    make_daemon: Any, csms: CsmsThread
+) -> None:
+    daemon = make_daemon()
+    csms.wait_for("BootNotification")
+    start_session(daemon, csms)
+    assert daemon.stop() == 0  # SIGTERM: outputs off, the transaction left for the next run
+    mark = csms.mark()
+    daemon.start()
+    stop = csms.wait_for("StopTransaction", after=mark)
+    assert (stop["reason"], stop["transactionId"]) == ("Reboot", csms.last_transaction_id)

@@ -114,7 +114,12 @@ def test_example_file_lists_every_key() -> None:
         f.name for f in dataclasses.fields(MeterConfig)
     }
     assert "board" not in data and "meters" not in data
-    assert set(data["ocpp"]) == {"version", "heartbeat_on_idle_only", "keys"}
+    assert set(data["ocpp"]) == {
+        "version",
+        "heartbeat_on_idle_only",
+        "resume_transactions",
+        "keys",
+    }
     assert set(data["state"]) == {"dir"}
     assert set(data["control"]) == {"socket"}
 

@@ -342,3 +342,12 @@ def test_contactor_waits_for_a_confirmed_lock() -> None:
     assert c.outputs().contactor_closed
     c.lock_reported(False, 11)  # forced open: no energy on an unlocked socket
     assert not c.outputs().contactor_closed
+
+
+def test_resumed_transaction_charges_again_without_a_new_start() -> None:
+    c = ConnectorSession(1, ConnectorSettings(has_rcm=True))
+    effects = c.resume(TAG, None, PilotState.C, 0)
+    assert [type(e).__name__ for e in effects] == ["RunRcmSelfTest"]
+    assert c.tx is not None and c.outputs().pilot.mode is PilotMode.PWM
+    c.rcm_self_test_done(True, 1)
+    assert c.outputs().contactor_closed and c.status().status is S.CHARGING

@@ -92,3 +92,12 @@ def test_emergency_stop_ends_every_transaction_with_its_reason() -> None:
     assert not any(c.outputs().contactor_closed for c in core.connectors)
     core.station_fault(FaultKind.EMERGENCY_STOP, False, 3)
     assert core.status().status is ConnectorStatus.AVAILABLE
+
+
+def test_id_tags_compare_without_case() -> None:
+    core = two()
+    core.connector(1).pilot_changed(PilotState.B, 0)
+    core.card_authorized("abcdef01", True, None, 0)
+    core.connector(1).pilot_changed(PilotState.C, 1)
+    core.card_presented("ABCDEF01", 2)
+    assert core.connector(1).tx is not None and core.connector(1).tx.stopping

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from controller.store import Store
 
 
@@ -53,3 +55,19 @@ def test_keys_and_availability_persist(tmp_path: Path) -> None:
     store = Store(tmp_path / "evsed.db")
     assert store.config_keys() == {"HeartbeatInterval": "42"}
     assert store.availability() == {1: False}
+
+
+def test_a_transaction_and_its_event_are_written_together_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(tmp_path / "evsed.db")
+
+    def power_cut(*args: object) -> int:
+        raise OSError("power cut between the two writes")
+
+    monkeypatch.setattr(store, "_enqueue", power_cut)
+    with pytest.raises(OSError):
+        store.begin_transaction(1, "TAG", None, 0.0, "2026-01-01T00:00:00.000Z")
+    monkeypatch.undo()
+    assert store.open_transactions() == []
+    assert store.next_message() is None

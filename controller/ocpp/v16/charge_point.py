@@ -470,6 +470,7 @@ class ChargePoint16:
     async def reset(self, reason: StopReason, flush_s: float = 5.0) -> None:
         """End every transaction with `reason`, deliver what we can, then ask for a restart."""
         self._resetting = True
+        self.station.note_restart(reason)  # if the reset is cut short, the reason stays
         graceful = reason is StopReason.SOFT_RESET
         log.warning("reset (%s): stopping transactions", reason.value)
         for c in self.station.core.connectors:
