@@ -14,6 +14,7 @@ import signal
 import sys
 from typing import Any
 
+from controller.authorizer import Authorizer
 from controller.config import Config
 from controller.control import ControlServer
 from controller.core.connector import ConnectorSettings
@@ -68,6 +69,7 @@ async def serve(config: Config) -> StopReason | None:
         persist=store.set_config_key,
     )
     hardware, simulation = build_hardware(config)
+    authorizer = Authorizer(config.state.dir / "auth.db")
     limits = [
         ConnectorSettings(
             max_current_a=c.max_current,
@@ -85,6 +87,7 @@ async def serve(config: Config) -> StopReason | None:
         keys,
         limits,
         [c.phases for c in config.connectors],
+        authorizer,
         resume_transactions=config.ocpp.resume_transactions,
     )
     station.meter_poll_interval = config.hardware.meter_poll_interval
@@ -164,6 +167,7 @@ async def serve(config: Config) -> StopReason | None:
             await watchdog.stop()
         if simulation is not None and hasattr(simulation, "close"):
             simulation.close()
+        authorizer.close()
         store.close()
         log.info("evsed stopped")
 

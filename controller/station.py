@@ -14,12 +14,14 @@ import logging
 import math
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol
 
+from controller.authorizer import Answer, Authorizer
+from controller.core.authorization import AuthPolicy, IdTagInfo
 from controller.core.connector import (
     AuthorizationExpired,
     ConnectorSession,
@@ -43,20 +45,13 @@ RESTART_REASON = "restart_reason"  # store meta key
 CHECKPOINT_S = 5.0  # most energy-reading time a power cut may take from a transaction
 
 
-@dataclass(frozen=True, slots=True)
-class AuthorizationResult:
-    status: str  # "Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"
-    parent_id_tag: str | None = None
-
-    @property
-    def accepted(self) -> bool:
-        return self.status == "Accepted"
-
-
 class CentralSystemLink(Protocol):
     """What the station needs from an OCPP layer."""
 
-    async def authorize(self, id_tag: str) -> AuthorizationResult | None:
+    @property
+    def online(self) -> bool: ...
+
+    async def authorize(self, id_tag: str) -> IdTagInfo | None:
         """Ask the CSMS; None when it cannot be asked (offline, no answer)."""
 
     def status_changed(self, connector: int, status: Status) -> None: ...
@@ -79,9 +74,12 @@ class Station:
         keys: ConfigurationKeys,
         connector_limits: list[ConnectorSettings],
         phases: list[int],
+        authorizer: Authorizer,
         resume_transactions: bool = False,
     ) -> None:
         self.hw = hardware
+        self.authorizer = authorizer
+        self._energy_caps: dict[int, float] = {}  # tx id -> Wh at which to suspend
         self._resume = resume_transactions
         self._interrupted: dict[int, TransactionRecord] = {}  # connector -> left open
         self._interruption = StopReason.POWER_LOSS
@@ -412,16 +410,43 @@ class Station:
 
     # --- authorization --------------------------------------------------------------
 
-    async def _authorize_card(self, id_tag: str) -> None:
-        result = await self._ask(id_tag)
-        accepted = result is not None and result.accepted
-        parent = result.parent_id_tag if result else None
-        self._after(self.core.card_authorized(id_tag, accepted, parent, time.monotonic()))
+    def auth_policy(self) -> AuthPolicy:
+        return AuthPolicy(
+            local_auth_list_enabled=self.keys.get_bool("LocalAuthListEnabled"),
+            cache_enabled=self.keys.get_bool("AuthorizationCacheEnabled"),
+            local_pre_authorize=self.keys.get_bool("LocalPreAuthorize"),
+            local_authorize_offline=self.keys.get_bool("LocalAuthorizeOffline"),
+            allow_offline_tx_for_unknown_id=self.keys.get_bool("AllowOfflineTxForUnknownId"),
+        )
 
-    async def _ask(self, id_tag: str) -> AuthorizationResult | None:
-        if self.link is None:
-            return None
-        return await self.link.authorize(id_tag)
+    async def _authorize(self, id_tag: str) -> Answer:
+        link = self.link
+
+        async def ask_csms(tag: str) -> IdTagInfo | None:
+            return None if link is None else await link.authorize(tag)
+
+        online = link is not None and link.online
+        answer = await self.authorizer.authorize(
+            id_tag, self.auth_policy(), self.now(), online, ask_csms
+        )
+        log.info("%s %s (%s)", id_tag, "accepted" if answer.accepted else "refused", answer.why)
+        return answer
+
+    async def _authorize_card(self, id_tag: str) -> None:
+        answer = await self._authorize(id_tag)
+        now = time.monotonic()
+        self._after(self.core.card_authorized(id_tag, answer.accepted, answer.parent_id_tag, now))
+
+    async def id_tag_info(self, id_tag: str, info: IdTagInfo) -> None:
+        """Every idTagInfo the CSMS sends updates the cache; one that contradicts the
+        local list is reported as LocalListConflict on connector 0."""
+        if await self.authorizer.remember(id_tag, info, self.auth_policy(), self.now()):
+            log.warning("the CSMS contradicts the local list about %s", id_tag)
+            self._on_fault(0, FaultKind.LOCAL_LIST_CONFLICT, True)
+
+    def local_list_updated(self) -> None:
+        if FaultKind.LOCAL_LIST_CONFLICT in self.core.faults:
+            self._on_fault(0, FaultKind.LOCAL_LIST_CONFLICT, False)
 
     # --- commands from the CSMS ---------------------------------------------------------
 
@@ -431,12 +456,12 @@ class Station:
     async def remote_start(self, connector: int, id_tag: str, authorize_first: bool) -> None:
         """Carry out an accepted RemoteStartTransaction (after the answer was sent)."""
         parent = None
-        if authorize_first:
-            result = await self._ask(id_tag)
-            if result is None or not result.accepted:
+        if authorize_first:  # like a local start: list, cache, then the CSMS
+            answer = await self._authorize(id_tag)
+            if not answer.accepted:
                 log.warning("remote start for %s not authorized", id_tag)
                 return
-            parent = result.parent_id_tag
+            parent = answer.parent_id_tag
         session = self.core.connector(connector)
         if not session.can_accept_new_session():
             log.warning("remote start: connector %d is no longer free", connector)
@@ -459,19 +484,35 @@ class Station:
         self._after(session.stop(reason, time.monotonic(), graceful=graceful))
 
     def transaction_confirmed(self, tx_id: int, id_tag_status: str) -> None:
-        """The CSMS answered a StartTransaction; a refused idTag ends or suspends it."""
+        """The CSMS answered a StartTransaction; a refused idTag ends the transaction
+        (StopTransactionOnInvalidId) or suspends it, after MaxEnergyOnInvalidId Wh."""
         if id_tag_status == "Accepted":
             return
         # A copy: stopping the transaction removes it from _active_tx.
         for connector, active in list(self._active_tx.items()):
-            if active == tx_id:
-                log.warning(
-                    "CSMS refused idTag of running transaction (%s)",
-                    id_tag_status,
-                    extra={"connector": connector, "tx": tx_id},
-                )
-                session = self.core.connector(connector)
-                self._after(session.id_tag_refused(time.monotonic()))
+            if active != tx_id:
+                continue
+            log.warning(
+                "CSMS refused idTag of running transaction (%s)",
+                id_tag_status,
+                extra={"connector": connector, "tx": tx_id},
+            )
+            allowance = self.keys.get_int("MaxEnergyOnInvalidId")
+            record = self.store.transaction(tx_id)
+            if allowance > 0 and not self.keys.get_bool("StopTransactionOnInvalidId") and record:
+                self._energy_caps[tx_id] = record.meter_start_wh + allowance
+                self._enforce_energy_cap(connector)
+            else:
+                self._after(self.core.connector(connector).id_tag_refused(time.monotonic()))
+
+    def _enforce_energy_cap(self, connector: int) -> None:
+        tx_id = self._active_tx.get(connector)
+        if tx_id is None or tx_id not in self._energy_caps:
+            return
+        if self._energy(connector) >= self._energy_caps[tx_id]:
+            log.warning("MaxEnergyOnInvalidId reached", extra={"connector": connector})
+            del self._energy_caps[tx_id]
+            self._after(self.core.connector(connector).id_tag_refused(time.monotonic()))
 
     def change_availability(self, connector: int, operative: bool) -> AvailabilityAnswer:
         if connector < 0 or connector > len(self.core.connectors):
@@ -510,6 +551,7 @@ class Station:
                     self.readings[i] = await meter.read()
                     self._meter_ok_at[i] = time.monotonic()
                     self._checkpoint(n)
+                    self._enforce_energy_cap(n)
                     if FaultKind.METER in self.core.connector(n).faults:
                         self._on_fault(n, FaultKind.METER, False)
                 except OSError as e:

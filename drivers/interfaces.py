@@ -28,6 +28,8 @@ class FaultKind(StrEnum):
     RCM_TEST = "rcm-test"  # the residual current monitor failed its self-test
     EMERGENCY_STOP = "emergency-stop"  # the emergency-stop input is active
     LOCK = "lock"  # the socket lock does not reach the commanded position
+    # Not hardware, but a condition reported the same way (connector 0's errorCode):
+    LOCAL_LIST_CONFLICT = "local-list-conflict"  # the CSMS contradicted the local list
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ FAULT_RULES: dict[FaultKind, FaultRule] = {
     FaultKind.RCM_TEST: FaultRule("GroundFailure", True, Latch.UNTIL_UNPLUG),
     FaultKind.EMERGENCY_STOP: FaultRule("OtherError", True, Latch.NONE, StopReason.EMERGENCY_STOP),
     FaultKind.LOCK: FaultRule("ConnectorLockFailure", True, Latch.NONE),
+    FaultKind.LOCAL_LIST_CONFLICT: FaultRule("LocalListConflict", False, Latch.NONE),
 }
 
 

@@ -38,6 +38,7 @@ frames = logging.getLogger("evsed.ocpp.frames")
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 SCHEMA_DIRS = {"1.6": "v16", "2.0.1": "v201"}
 SECRET_KEYS = ("AuthorizationKey", "BasicAuthPassword")
+BIG_FRAME = 64 * 1024  # characters; larger frames are parsed and validated off the loop
 
 
 class Connection(Protocol):
@@ -221,11 +222,27 @@ class RpcSession:
     def _on_frame(self, raw: str | bytes) -> None:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         frames.debug("← %s", redact(text[:4000]))
+        if len(text) > BIG_FRAME:
+            # Parsing and validating megabytes takes seconds on a Pi: not on the loop,
+            # which must stay free to open the contactor.
+            self._spawn(self._on_big_frame(text))
+            return
         try:
             message = json.loads(text)
         except (ValueError, RecursionError):
             self._spawn(self._send_error("-1", self._codes["format"], "frame is not valid JSON"))
             return
+        self._route(message, big=False)
+
+    async def _on_big_frame(self, text: str) -> None:
+        try:
+            message = await asyncio.to_thread(json.loads, text)
+        except (ValueError, RecursionError):
+            await self._send_error("-1", self._codes["format"], "frame is not valid JSON")
+            return
+        self._route(message, big=True)
+
+    def _route(self, message: Any, big: bool) -> None:
         unique_id = (
             message[1]
             if isinstance(message, list) and len(message) > 1 and isinstance(message[1], str)
@@ -247,7 +264,7 @@ class RpcSession:
                     self._send_error(unique_id, self._codes["format"], "payload is not an object")
                 )
             else:
-                self._spawn(self._dispatch(unique_id, message[2], message[3]))
+                self._spawn(self._dispatch(unique_id, message[2], message[3], big))
         elif kind in (CALLRESULT, CALLERROR):
             self._on_response(kind, unique_id, message)
         else:
@@ -270,7 +287,9 @@ class RpcSession:
         else:
             future.set_exception(OcppError("InvalidResponse", "malformed response frame"))
 
-    async def _dispatch(self, unique_id: str, action: str, payload: dict[str, Any]) -> None:
+    async def _dispatch(
+        self, unique_id: str, action: str, payload: dict[str, Any], big: bool = False
+    ) -> None:
         if not self._accept_calls(action):
             log.info("ignored %s: not answering calls in this registration state", action)
             return
@@ -280,7 +299,10 @@ class RpcSession:
             handler = self._handlers.get(action)
             if handler is None:
                 raise OcppError("NotSupported", f"{action} is not supported by this station")
-            validate(self.version, action, payload)
+            if big:
+                await asyncio.to_thread(validate, self.version, action, payload)
+            else:
+                validate(self.version, action, payload)
             answer = await handler(payload)
             response = answer.payload if isinstance(answer, Reply) else answer
             validate(self.version, action, response, response=True)

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,10 +25,11 @@ from ocpp.v16.enums import Action
 from websockets.asyncio.client import connect
 
 from controller import __version__
+from controller.core.authorization import IdTagInfo
 from controller.core.status import Status, StopReason
 from controller.ocpp.rpc import OcppError, Reply, RpcSession
-from controller.ocpp.v16.keys import ChangeResult, ConfigurationKeys
-from controller.station import AuthorizationResult, Station
+from controller.ocpp.v16.keys import SEND_LOCAL_LIST_MAX, ChangeResult, ConfigurationKeys
+from controller.station import Station
 from controller.store import OutboxMessage, Store
 
 log = logging.getLogger("evsed.ocpp")
@@ -91,7 +93,7 @@ class ChargePoint16:
     def online(self) -> bool:
         return self.rpc is not None and self.registration is Registration.ACCEPTED
 
-    async def authorize(self, id_tag: str) -> AuthorizationResult | None:
+    async def authorize(self, id_tag: str) -> IdTagInfo | None:
         if not self.online:
             log.warning("cannot authorize %s: CSMS not reachable", id_tag)
             return None
@@ -100,8 +102,17 @@ class ChargePoint16:
         except (OcppError, ConnectionError, TimeoutError) as e:
             log.warning("Authorize for %s failed: %s", id_tag, e)
             return None
-        info = answer["idTagInfo"]
-        return AuthorizationResult(info["status"], info.get("parentIdTag"))
+        return self._learn(id_tag, answer["idTagInfo"])
+
+    def _learn(self, id_tag: str, raw: dict[str, Any]) -> IdTagInfo | None:
+        """Every idTagInfo from the CSMS goes to the cache (and the conflict check)."""
+        try:
+            info = IdTagInfo.from_ocpp(raw)
+        except (ValueError, KeyError) as e:
+            log.warning("unusable idTagInfo for %s: %s", id_tag, e)
+            return None
+        self._later(self.station.id_tag_info(id_tag, info))
+        return info
 
     def status_changed(self, connector: int, status: Status) -> None:
         self._statuses[connector] = (status, self.station.now_iso())
@@ -142,7 +153,7 @@ class ChargePoint16:
                     additional_headers=self._auth_headers(),
                     open_timeout=self.settings.response_timeout,
                     ping_interval=self.keys.get_int("WebSocketPingInterval") or None,
-                    max_size=2**20,
+                    max_size=16 * 2**20,  # a SendLocalList of 100,000 entries is ~6 MB
                 ) as ws:
                     if ws.subprotocol != SUBPROTOCOL:
                         log.error("CSMS did not agree to %s; closing", SUBPROTOCOL)
@@ -314,10 +325,14 @@ class ChargePoint16:
                     log.warning("%s failed (%s); retry in %d s", action, e, delay)
                     await asyncio.sleep(delay)
                 continue
-            if action == "StartTransaction" and message.tx_id is not None:
+            tx = self.store.transaction(message.tx_id) if message.tx_id is not None else None
+            if action == "StartTransaction" and tx is not None:
                 status = answer["idTagInfo"]["status"]
-                self.store.set_csms_transaction_id(message.tx_id, answer["transactionId"], status)
-                self.station.transaction_confirmed(message.tx_id, status)
+                self.store.set_csms_transaction_id(tx.id, answer["transactionId"], status)
+                self._learn(tx.id_tag, answer["idTagInfo"])
+                self.station.transaction_confirmed(tx.id, status)
+            elif action == "StopTransaction" and tx is not None and "idTagInfo" in answer:
+                self._learn(tx.stop_id_tag or tx.id_tag, answer["idTagInfo"])
             self.store.mark_delivered(message.id)
 
     def _render(self, message: OutboxMessage) -> tuple[str, dict[str, Any]] | None:
@@ -364,6 +379,8 @@ class ChargePoint16:
             "ClearCache": self._clear_cache,
             "DataTransfer": self._data_transfer,
             "GetConfiguration": self._get_configuration,
+            "GetLocalListVersion": self._get_local_list_version,
+            "SendLocalList": self._send_local_list,
             "RemoteStartTransaction": self._remote_start,
             "RemoteStopTransaction": self._remote_stop,
             "Reset": self._reset,
@@ -402,7 +419,40 @@ class ChargePoint16:
         return answer
 
     async def _clear_cache(self, req: dict[str, Any]) -> dict[str, Any]:
-        # No authorization cache is kept yet, so there is nothing to clear: done.
+        await self.station.authorizer.clear_cache()
+        return {"status": "Accepted"}
+
+    async def _get_local_list_version(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"listVersion": self.station.authorizer.list_version()}
+
+    async def _send_local_list(self, req: dict[str, Any]) -> dict[str, Any]:
+        authorizer = self.station.authorizer
+        version, full = req["listVersion"], req["updateType"] == "Full"
+        raw = req.get("localAuthorizationList", [])
+        if len(raw) > SEND_LOCAL_LIST_MAX:
+            log.warning(
+                "SendLocalList with %d entries refused (limit %d)", len(raw), SEND_LOCAL_LIST_MAX
+            )
+            return {"status": "Failed"}
+        if not full and version <= authorizer.list_version():
+            return {"status": "VersionMismatch"}
+        try:
+            entries = [
+                (e["idTag"], IdTagInfo.from_ocpp(e["idTagInfo"]) if "idTagInfo" in e else None)
+                for e in raw
+            ]
+            adding = sum(info is not None for _, info in entries)
+            if (adding if full else authorizer.list_size() + adding) > self.keys.get_int(
+                "LocalAuthListMaxLength"
+            ):
+                log.warning("SendLocalList refused: the list would exceed LocalAuthListMaxLength")
+                return {"status": "Failed"}
+            await authorizer.apply_list(version, full, entries)
+        except (ValueError, KeyError, TypeError, sqlite3.Error) as e:
+            log.warning("SendLocalList failed: %s", e)
+            return {"status": "Failed"}
+        log.info("local list %s: version %d, %d entries", req["updateType"], version, len(raw))
+        self.station.local_list_updated()
         return {"status": "Accepted"}
 
     async def _data_transfer(self, req: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,8 @@ MEASURANDS = (
 )
 PHASE_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
 MAX_VALUE_LENGTH = 500
+LOCAL_LIST_MAX = 250_000  # entries the Local Authorization List may hold
+SEND_LOCAL_LIST_MAX = 100_000  # entries one SendLocalList may carry
 
 
 class Kind(StrEnum):
@@ -67,6 +69,8 @@ def _measurand_list(name: str, default: str) -> tuple[KeySpec, KeySpec]:
 def core_keys(number_of_connectors: int) -> dict[str, KeySpec]:
     """Every Core-profile key evsed implements, with its default and access."""
     specs = [
+        KeySpec("AllowOfflineTxForUnknownId", Kind.BOOL, "false"),
+        KeySpec("AuthorizationCacheEnabled", Kind.BOOL, "true"),
         KeySpec("AuthorizeRemoteTxRequests", Kind.BOOL, "true"),
         KeySpec("ClockAlignedDataInterval", Kind.INT, "0"),
         KeySpec("ConnectionTimeOut", Kind.INT, "60", minimum=1),
@@ -85,15 +89,19 @@ def core_keys(number_of_connectors: int) -> dict[str, KeySpec]:
         ),
         KeySpec("GetConfigurationMaxKeys", Kind.INT, "100", readonly=True),
         KeySpec("HeartbeatInterval", Kind.INT, "300", minimum=1),
+        KeySpec("LocalAuthListEnabled", Kind.BOOL, "true"),
+        KeySpec("LocalAuthListMaxLength", Kind.INT, str(LOCAL_LIST_MAX), readonly=True),
         KeySpec("LocalAuthorizeOffline", Kind.BOOL, "true"),
         KeySpec("LocalPreAuthorize", Kind.BOOL, "false"),
         *_measurand_list("MeterValuesAlignedData", "Energy.Active.Import.Register"),
         *_measurand_list(
             "MeterValuesSampledData", "Energy.Active.Import.Register,Power.Active.Import"
         ),
+        KeySpec("MaxEnergyOnInvalidId", Kind.INT, "0"),
         KeySpec("MeterValueSampleInterval", Kind.INT, "60"),
         KeySpec("NumberOfConnectors", Kind.INT, str(number_of_connectors), readonly=True),
         KeySpec("ResetRetries", Kind.INT, "1"),
+        KeySpec("SendLocalListMaxLength", Kind.INT, str(SEND_LOCAL_LIST_MAX), readonly=True),
         KeySpec("StopTransactionOnEVSideDisconnect", Kind.BOOL, "true"),
         KeySpec("StopTransactionOnInvalidId", Kind.BOOL, "true"),
         *_measurand_list("StopTxnAlignedData", ""),
@@ -101,7 +109,7 @@ def core_keys(number_of_connectors: int) -> dict[str, KeySpec]:
         KeySpec(
             "SupportedFeatureProfiles",
             Kind.CSL,
-            "Core",
+            "Core,LocalAuthListManagement",
             readonly=True,
         ),
         KeySpec("TransactionMessageAttempts", Kind.INT, "3", minimum=1),
