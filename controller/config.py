@@ -140,6 +140,9 @@ class StationConfig:
     vendor: str = "evsed"
     model: str = "evsed"
     serial_number: str = ""  # "" means: do not send chargePointSerialNumber
+    # Free vend (home wallboxes without a reader): plugging in starts a transaction
+    # under this idTag, with no card and no CSMS authorization. "" = off.
+    free_vend_id_tag: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -621,6 +624,7 @@ def _parse_station(t: _Table) -> StationConfig:
         vendor=t.string("vendor", _STATION.vendor, _length(1, 20)),
         model=t.string("model", _STATION.model, _length(1, 20)),
         serial_number=t.string("serial_number", _STATION.serial_number, _length(0, 25)),
+        free_vend_id_tag=t.string("free_vend_id_tag", _STATION.free_vend_id_tag, _length(0, 20)),
     )
     t.finish()
     return station

@@ -78,6 +78,7 @@ async def serve(config: Config) -> StopReason | None:
             socket_outlet=c.cable == "socket",
             cable_rating_a=c.fixed_cable_rating,
             has_rcm=hardware.rcms[i] is not None,
+            free_vend_id_tag=config.station.free_vend_id_tag or None,
         )
         for i, c in enumerate(config.connectors)
     ]

@@ -39,6 +39,7 @@ class ConnectorSettings:
     socket_outlet: bool = False  # the cable rating comes from the proximity pilot
     cable_rating_a: float | None = None  # fixed cable: its rating (None: max_current)
     has_rcm: bool = False  # an RCM that is self-tested before each session
+    free_vend_id_tag: str | None = None  # plugging in starts a transaction under it
 
 
 # --- effects -------------------------------------------------------------------
@@ -362,6 +363,16 @@ class ConnectorSession:
             effects.append(StopTransaction(self.number, tx.stop_reason, tx.stop_id_tag))
             self.tx = None
             self.finishing = self.plugged
+        free_vend = self.settings.free_vend_id_tag
+        # After a stop, only a new plug-in starts again (not while still Finishing).
+        if (
+            free_vend
+            and self.tx is None
+            and self.auth is None
+            and self.plugged
+            and not self.finishing
+        ):
+            self.auth = Authorization(free_vend, None, now)
         if self.tx is None and self.auth is not None and self.plugged:
             if self.effective_operative and self.blocking_fault() is None:
                 auth, self.auth = self.auth, None

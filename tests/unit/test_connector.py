@@ -351,3 +351,16 @@ def test_resumed_transaction_charges_again_without_a_new_start() -> None:
     assert c.tx is not None and c.outputs().pilot.mode is PilotMode.PWM
     c.rcm_self_test_done(True, 1)
     assert c.outputs().contactor_closed and c.status().status is S.CHARGING
+
+
+def test_free_vend_starts_on_plug_in_and_only_once_per_plug_in() -> None:
+    c = ConnectorSession(1, ConnectorSettings(free_vend_id_tag="HOME"))
+    effects = c.pilot_changed(PilotState.B, 0)
+    assert effects == [StartTransaction(1, "HOME", None)]
+    c.pilot_changed(PilotState.C, 1)
+    assert c.outputs().contactor_closed
+    c.stop(StopReason.REMOTE, 2)
+    assert [type(e) for e in c.pilot_changed(PilotState.B, 3)] == [StopTransaction]
+    assert c.status().status is S.FINISHING and c.tx is None  # no restart while still plugged
+    c.pilot_changed(PilotState.A, 4)
+    assert c.pilot_changed(PilotState.B, 5) == [StartTransaction(1, "HOME", None)]
