@@ -30,6 +30,7 @@ def make_daemon(
         start: bool = True,
         extra: str = "",
         hardware: dict[str, Any] | None = None,
+        station: dict[str, Any] | None = None,
     ) -> Daemon:
         defaults = {"ConnectionTimeOut": 5, "MeterValueSampleInterval": 0}
         daemon = Daemon(
@@ -38,6 +39,7 @@ def make_daemon(
             connectors or [{"max_current": 16}],
             extra,
             hardware,
+            station,
         )
         made.append(daemon)
         if start:

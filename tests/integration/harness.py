@@ -40,6 +40,7 @@ class Daemon:
         connectors: list[dict[str, Any]],
         extra: str = "",
         hardware: dict[str, Any] | None = None,
+        station: dict[str, Any] | None = None,
     ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="evsed-"))
         self.config = self.dir / "evsed.toml"
@@ -48,6 +49,7 @@ class Daemon:
         lines = [
             "[station]",
             'id = "CP-TEST"',
+            *(f"{k} = {_toml(v)}" for k, v in (station or {}).items()),
             "[csms]",
             f'url = "{csms.url}"',
             "reconnect_min = 0.2",

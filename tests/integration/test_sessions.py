@@ -739,3 +739,18 @@ def test_heartbeat_only_when_idle_unless_configured(make_daemon, csms: CsmsThrea
         assert beats == []
     else:
         assert len(beats) >= 2
+
+
+def test_free_vend_charges_on_plug_in_without_a_card(make_daemon, csms: CsmsThread) -> None:
+    daemon = make_daemon(station={"free_vend_id_tag": "HOME"})
+    csms.wait_for("BootNotification")
+    mark = csms.mark()
+    daemon.request("plug", connector=1)
+    start = csms.wait_for("StartTransaction", after=mark)
+    assert start["idTag"] == "HOME"
+    assert csms.calls("Authorize") == []  # no card, no authorization round trip
+    daemon.request("ev_charge", connector=1, on=True)
+    daemon.wait_status("Charging")
+    daemon.request("unplug", connector=1)
+    stop = csms.wait_for("StopTransaction", after=mark)
+    assert stop["reason"] == "EVDisconnected"
