@@ -492,6 +492,15 @@ class Station:
         for connector, active in list(self._active_tx.items()):
             if active != tx_id:
                 continue
+            session = self.core.connector(connector)
+            if session.tx is not None and session.tx.id_tag == session.settings.free_vend_id_tag:
+                # Free vend charges without authorization by the owner's choice.
+                log.info(
+                    "CSMS answered %s for the free-vend idTag; charging goes on",
+                    id_tag_status,
+                    extra={"connector": connector, "tx": tx_id},
+                )
+                continue
             log.warning(
                 "CSMS refused idTag of running transaction (%s)",
                 id_tag_status,
