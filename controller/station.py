@@ -15,12 +15,13 @@ import math
 import time
 from collections.abc import Awaitable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol
 
 from controller.authorizer import Answer, Authorizer
+from controller.clock import StationClock
 from controller.core.authorization import AuthPolicy, IdTagInfo
 from controller.core.connector import (
     AuthorizationExpired,
@@ -89,7 +90,7 @@ class Station:
         self.phases = phases
         self.core = StationCore([self._settings(n) for n in range(len(connector_limits))])
         self.link: CentralSystemLink | None = None
-        self.clock_offset = 0.0  # CSMS time minus local time, from BootNotification
+        self.clock = StationClock()
         self.readings: list[MeterReading | None] = [None] * len(connector_limits)
         self._meter_ok_at = [time.monotonic()] * len(connector_limits)
         self._applied: list[Outputs | None] = [None] * len(connector_limits)
@@ -215,10 +216,7 @@ class Station:
     # --- time ---------------------------------------------------------------------
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(time.time() + self.clock_offset, UTC)
-
-    def now_iso(self) -> str:
-        return self.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return self.clock.now()
 
     async def _timer_loop(self) -> None:
         while True:
@@ -358,7 +356,7 @@ class Station:
             effect.id_tag,
             effect.parent_id_tag,
             self._energy(effect.connector),
-            self.now_iso(),
+            self.clock.stamp(),
         )
         self._active_tx[effect.connector] = tx_id
         log.info(
@@ -376,7 +374,7 @@ class Station:
         self.store.end_transaction(
             tx_id,
             self._energy(effect.connector),
-            self.now_iso(),
+            self.clock.stamp(),
             effect.reason.value,
             effect.id_tag,
         )
@@ -582,7 +580,7 @@ class Station:
         now = time.monotonic()
         if now - self._checkpointed.get(tx_id, -math.inf) >= interval:
             self._checkpointed[tx_id] = now
-            self.store.checkpoint(tx_id, reading.energy_wh, self.now_iso())
+            self.store.checkpoint(tx_id, reading.energy_wh, self.clock.stamp())
 
     def _sample(self, connector: int, measurands: list[str], context: str) -> list[dict[str, Any]]:
         reading = self.readings[connector - 1]
@@ -597,7 +595,7 @@ class Station:
         reported_key = "MeterValuesAlignedData" if aligned else "MeterValuesSampledData"
         stop_key = "StopTxnAlignedData" if aligned else "StopTxnSampledData"
         tx_id = self._active_tx.get(connector)
-        timestamp = self.now_iso()
+        timestamp = self.clock.stamp()
         reported = self._sample(connector, self.keys.get_list(reported_key), context)
         if reported:
             data = {"connector": connector, "timestamp": timestamp, "samples": reported}
@@ -631,10 +629,10 @@ class Station:
             if interval <= 0:
                 await asyncio.sleep(1.0)
                 continue
-            now = time.time() + self.clock_offset
+            now = self.clock.epoch()
             due = next_aligned(now, interval)
             await asyncio.sleep(min(due - now, 1.0))
-            if time.time() + self.clock_offset >= due:
+            if self.clock.epoch() >= due:
                 for c in self.core.connectors:
                     self.record_meter_values(c.number, "Sample.Clock", aligned=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hwsim.csms import CsmsThread
@@ -106,3 +106,21 @@ def test_a_shutdown_during_a_transaction_closes_it_as_reboot(
     daemon.start()
     stop = csms.wait_for("StopTransaction", after=mark)
     assert (stop["reason"], stop["transactionId"]) == ("Reboot", csms.last_transaction_id)
+
+
+def test_events_before_the_clock_is_known_get_the_csms_time(
+    make_daemon: Any, csms: CsmsThread
+) -> None:
+    """No RTC on a Pi: a session started before the first BootNotification answer is
+    reported with timestamps on the CSMS's clock, not the system's."""
+    ahead = timedelta(days=1)
+    csms.clock = lambda: datetime.now(UTC) + ahead
+    csms.refuse_connections = True
+    daemon = make_daemon(station={"free_vend_id_tag": "HOME"})
+    daemon.request("plug", connector=1)  # free vend: starts at once, offline
+    plugged_at = datetime.now(UTC) + ahead
+    daemon.wait(lambda s: s["connectors"][0]["transaction"] is not None, 5, "a transaction")
+    time.sleep(1.0)
+    csms.refuse_connections = False
+    start = csms.wait_for("StartTransaction", timeout=15)
+    assert abs(_time(start["timestamp"]) - plugged_at) < timedelta(seconds=2)

@@ -115,7 +115,7 @@ class ChargePoint16:
         return info
 
     def status_changed(self, connector: int, status: Status) -> None:
-        self._statuses[connector] = (status, self.station.now_iso())
+        self._statuses[connector] = (status, self.station.clock.stamp())
         self._status_event.set()
 
     def events_queued(self) -> None:
@@ -256,7 +256,7 @@ class ChargePoint16:
         except ValueError:
             log.warning("CSMS sent an unreadable currentTime %r", current_time)
             return
-        self.station.clock_offset = csms - time.time()
+        self.station.clock.set(csms)
 
     # --- periodic sending ---------------------------------------------------------------
 
@@ -290,7 +290,7 @@ class ChargePoint16:
                     "connectorId": connector,
                     "status": status.status.value,
                     "errorCode": status.error_code,
-                    "timestamp": timestamp,
+                    "timestamp": self.station.clock.resolve(timestamp),
                 }
                 if status.info:
                     payload["info"] = status.info[:50]
@@ -335,6 +335,9 @@ class ChargePoint16:
                 self._learn(tx.stop_id_tag or tx.id_tag, answer["idTagInfo"])
             self.store.mark_delivered(message.id)
 
+    def _time(self, stamp: str) -> str:
+        return self.station.clock.resolve(stamp)
+
     def _render(self, message: OutboxMessage) -> tuple[str, dict[str, Any]] | None:
         tx = self.store.transaction(message.tx_id) if message.tx_id is not None else None
         if message.kind == "start":
@@ -343,13 +346,13 @@ class ChargePoint16:
                 "connectorId": tx.connector,
                 "idTag": tx.id_tag,
                 "meterStart": round(tx.meter_start_wh),
-                "timestamp": tx.started_at,
+                "timestamp": self._time(tx.started_at),
             }
         if message.kind == "meter":
             data = message.data
             payload: dict[str, Any] = {
                 "connectorId": data["connector"],
-                "meterValue": [meter_value(data)],
+                "meterValue": [meter_value(data, self._time)],
             }
             if tx is not None and tx.csms_id is not None:
                 payload["transactionId"] = tx.csms_id
@@ -360,14 +363,14 @@ class ChargePoint16:
         payload = {
             "transactionId": tx.csms_id,
             "meterStop": round(tx.meter_stop_wh or tx.meter_start_wh),
-            "timestamp": tx.stopped_at,
+            "timestamp": self._time(tx.stopped_at or tx.started_at),
             "reason": tx.stop_reason,
         }
         if tx.stop_id_tag:
             payload["idTag"] = tx.stop_id_tag
         kept = self.store.tx_data(tx.id)
         if kept:
-            payload["transactionData"] = [meter_value(d) for d in kept]
+            payload["transactionData"] = [meter_value(d, self._time) for d in kept]
         return "StopTransaction", payload
 
     # --- requests from the CSMS ------------------------------------------------------------
@@ -536,11 +539,11 @@ class ChargePoint16:
             self.restart_requested.set_result(reason)
 
 
-def meter_value(data: dict[str, Any]) -> dict[str, Any]:
+def meter_value(data: dict[str, Any], resolve: Callable[[str], str]) -> dict[str, Any]:
     """A neutral {timestamp, samples} record as a 1.6 MeterValue."""
     sampled = []
     for sample in data["samples"]:
         value = f"{sample['value']:.3f}".rstrip("0").rstrip(".")
         item = {"value": value, **{k: v for k, v in sample.items() if k != "value"}}
         sampled.append(item)
-    return {"timestamp": data["timestamp"], "sampledValue": sampled}
+    return {"timestamp": resolve(data["timestamp"]), "sampledValue": sampled}
