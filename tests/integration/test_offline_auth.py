@@ -92,7 +92,7 @@ def parse_time(text: str) -> float:
 
 
 def hw(daemon: Daemon, connector: int = 1) -> dict[str, Any]:
-    return daemon.state()["hardware"]["connectors"][connector - 1]  # type: ignore[no-any-return]
+    return daemon.state()["hardware"]["connectors"][connector - 1]
 
 
 def contactor_closed(daemon: Daemon, connector: int = 1) -> bool:
@@ -126,7 +126,7 @@ def go_online(daemon: Daemon, csms: CsmsThread) -> float:
     mark = csms.mark()
     daemon.request("link_restore")
     csms.wait_connected(after=mark)
-    status_record(csms, daemon.connector()["status"], connector=1, after=mark)
+    daemon.wait(lambda s: s["ocpp"]["connected"], 5, "the station to see the link up")
     return restored_at
 
 
@@ -150,7 +150,7 @@ def starts_offline(daemon: Daemon, card: str) -> dict[str, Any]:
     )
     tx = state["connectors"][0]["transaction"]
     assert tx["csms_id"] is None, "no CSMS to give an id while offline"
-    return tx  # type: ignore[no-any-return]
+    return tx
 
 
 def refused_offline(daemon: Daemon, card: str) -> None:
@@ -387,7 +387,7 @@ def test_invalid_start_answer_suspends_after_max_energy(
     assert cp_calls(csms, mark, "StopTransaction") == [], "suspended, not stopped"
 
 
-# --- 3: the Local Authorization List -------------------------------------------------------
+# --- 3, 6: the Local Authorization List -------------------------------------------------------
 
 
 def test_local_list_versions_and_offline_decisions(make_daemon, csms: CsmsThread) -> None:
@@ -644,7 +644,7 @@ def test_large_local_list_applies_while_the_station_keeps_answering(
         daemon, lambda: send_list(csms, 7, "Full", entries, timeout=15)
     )
     print(f"\nSendLocalList Full of {len(entries)} entries answered in {took:.2f} s;")
-    print(f"  'state' answered {len(during)} times meanwhile, slowest in {max(during):.3f} s")
+    print(f"  'state' answered {len(during)} times, slowest in {max(during, default=0):.3f} s")
     assert status == "Accepted"
     assert took < 15
     assert len(during) >= 2 and max(during) < 0.5, "the station stalled applying the list"
@@ -653,15 +653,17 @@ def test_large_local_list_applies_while_the_station_keeps_answering(
     assert daemon.proc is not None and daemon.proc.poll() is None
 
     # One entry more than SendLocalListMaxLength: refused as a whole, the list stays.
+    # (At most 100,000 entries, ~6 MB, keep this part to a few seconds.)
     limit = int(get_key(csms, "SendLocalListMaxLength"))
-    too_many = [entry(f"{0xB0000000 + i:08X}") for i in range(limit + 1)]
-    status, took, during = while_polling(
-        daemon, lambda: send_list(csms, 8, "Full", too_many, timeout=30)
-    )
-    print(f"SendLocalList Full of {len(too_many)} entries answered {status} in {took:.2f} s;")
-    print(f"  'state' answered {len(during)} times meanwhile, slowest in {max(during):.3f} s")
-    assert status == "Failed"
-    assert list_version(csms) == 7
+    if limit <= 100_000:
+        too_many = [entry(f"{0xB0000000 + i:08X}") for i in range(limit + 1)]
+        status, took, during = while_polling(
+            daemon, lambda: send_list(csms, 8, "Full", too_many, timeout=30)
+        )
+        print(f"SendLocalList Full of {len(too_many)} entries answered {status} in {took:.2f} s;")
+        print(f"  'state' answered {len(during)} times, slowest in {max(during, default=0):.3f} s")
+        assert status == "Failed"
+        assert list_version(csms) == 7
 
     go_offline(daemon, csms)
     daemon.request("plug", connector=1)
