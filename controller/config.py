@@ -162,6 +162,9 @@ class StateConfig:
     """Where evsed keeps what must survive a restart (absolute, resolved)."""
 
     dir: Path = DEFAULT_STATE_DIR
+    # Disk the queue of undelivered transaction events may use (MB). Beyond it,
+    # periodic meter values are thinned; start and stop events are always kept.
+    queue_budget_mb: float = 32.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +320,7 @@ class Config:
 # Instances holding the defaults, so the parser and the dataclasses cannot disagree.
 _STATION = StationConfig(id="")
 _CSMS = CsmsConfig(url="")
+_STATE = StateConfig()
 _HARDWARE = HardwareConfig()
 _BOARD = BoardConfig()
 _CONNECTOR = ConnectorConfig(max_current=0.0)
@@ -724,10 +728,13 @@ def _resolve(t: _Table, key: str, value: str, base_dir: Path | None) -> Path | N
         return None
 
 
-def _parse_state(t: _Table, base_dir: Path | None) -> Path | None:
+def _parse_state(t: _Table, base_dir: Path | None) -> tuple[Path | None, float]:
     value = t.string("dir", str(DEFAULT_STATE_DIR), _check_path)
+    budget = t.number(
+        "queue_budget_mb", _STATE.queue_budget_mb, _bounds(minimum=0.01, maximum=4096, unit="MB")
+    )
     t.finish()
-    return _resolve(t, "dir", value, base_dir) if t.ok("dir") else None
+    return (_resolve(t, "dir", value, base_dir) if t.ok("dir") else None), budget
 
 
 def _parse_control(t: _Table, state_dir: Path | None, base_dir: Path | None) -> Path | None:
@@ -1525,7 +1532,7 @@ def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Confi
     root = _Table(problems, "", data)
     station = _parse_station(root.table("station"))
     csms = _parse_csms(root.table("csms"))
-    state_dir = _parse_state(root.table("state"), base_dir)
+    state_dir, queue_budget_mb = _parse_state(root.table("state"), base_dir)
     socket = _parse_control(root.table("control"), state_dir, base_dir)
     hardware = _parse_hardware(root.table("hardware"))
     board = _parse_board(root.table("board"))
@@ -1545,7 +1552,7 @@ def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Confi
     return Config(
         station=station,
         csms=csms,
-        state=StateConfig(dir=state_dir),
+        state=StateConfig(dir=state_dir, queue_budget_mb=queue_budget_mb),
         control=ControlConfig(socket=socket),
         hardware=hardware,
         connectors=connectors,

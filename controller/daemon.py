@@ -61,7 +61,9 @@ def build_hardware(config: Config) -> tuple[Any, Any]:
 
 async def serve(config: Config) -> StopReason | None:
     """Run until a signal (None) or a reset (the reset's reason)."""
-    store = Store(config.state.dir / "evsed.db")
+    store = Store(
+        config.state.dir / "evsed.db", budget_bytes=int(config.state.queue_budget_mb * 1e6)
+    )
     keys = ConfigurationKeys(
         core_keys(len(config.connectors)),
         initial=config.ocpp.keys,

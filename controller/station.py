@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import time
@@ -599,12 +600,24 @@ class Station:
         reported = self._sample(connector, self.keys.get_list(reported_key), context)
         if reported:
             data = {"connector": connector, "timestamp": timestamp, "samples": reported}
-            self.store.enqueue("meter", data, tx_id)
-            self._notify_link()
+            if self._make_room(data):
+                self.store.enqueue("meter", data, tx_id)
+                self._notify_link()
         if tx_id is not None:
             kept = self._sample(connector, self.keys.get_list(stop_key), context)
-            if kept:
-                self.store.add_tx_data(tx_id, {"timestamp": timestamp, "samples": kept})
+            record = {"timestamp": timestamp, "samples": kept}
+            if kept and self._make_room(record):
+                self.store.add_tx_data(tx_id, record)
+
+    def _make_room(self, record: dict[str, Any]) -> bool:
+        """Stay within the queue's disk budget by thinning periodic meter values; when
+        nothing is left to thin, this value is dropped (start and stop never are)."""
+        size = len(json.dumps(record))
+        while self.store.over_budget(size):
+            if not self.store.thin():
+                log.warning("queue budget full: a meter value is dropped")
+                return False
+        return True
 
     async def _sample_loop(self) -> None:
         """Sample.Periodic values of running transactions, every MeterValueSampleInterval."""
@@ -685,5 +698,6 @@ class Station:
             "operative": self.core.operative,
             "faults": [k.value for k in self.core.faults.kinds()],
             "queued_messages": self.store.pending_count(),
+            "queued_bytes": self.store.queued_bytes,
             "connectors": connectors,
         }

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
+FAILED_KEPT = 1000  # messages given up, kept for diagnostics
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -87,9 +88,14 @@ class OutboxMessage:
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    """`budget_bytes`: what the queue of undelivered events (and the StopTxn data of open
+    transactions) may take; None = no limit. Start and stop events are always kept;
+    periodic meter values are thinned to stay within it (see `thin`)."""
+
+    def __init__(self, path: Path, budget_bytes: int | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.budget_bytes = budget_bytes
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -99,6 +105,14 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
         self.set_meta("schema_version", str(SCHEMA_VERSION))
+        self.queued_bytes = self._measure_queue()
+
+    def _measure_queue(self) -> int:
+        pending = self._db.execute(
+            "SELECT coalesce(sum(length(data)), 0) FROM outbox WHERE state = 'pending'"
+        ).fetchone()[0]
+        kept = self._db.execute("SELECT coalesce(sum(length(meter_value)), 0) FROM tx_data")
+        return int(pending) + int(kept.fetchone()[0])
 
     def close(self) -> None:
         self._db.close()
@@ -214,10 +228,9 @@ class Store:
         )
 
     def add_tx_data(self, tx_id: int, meter_value: dict[str, Any]) -> None:
-        self._write(
-            "INSERT INTO tx_data (tx_id, meter_value) VALUES (?, ?)",
-            (tx_id, json.dumps(meter_value)),
-        )
+        text = json.dumps(meter_value)
+        self._write("INSERT INTO tx_data (tx_id, meter_value) VALUES (?, ?)", (tx_id, text))
+        self.queued_bytes += len(text)
 
     def tx_data(self, tx_id: int) -> list[dict[str, Any]]:
         rows = self._db.execute(
@@ -232,10 +245,11 @@ class Store:
             return self._enqueue(kind, data, tx_id)
 
     def _enqueue(self, kind: str, data: dict[str, Any], tx_id: int | None) -> int:
+        text = json.dumps(data)
         cur = self._db.execute(
-            "INSERT INTO outbox (kind, data, tx_id) VALUES (?, ?, ?)",
-            (kind, json.dumps(data), tx_id),
+            "INSERT INTO outbox (kind, data, tx_id) VALUES (?, ?, ?)", (kind, text, tx_id)
         )
+        self.queued_bytes += len(text)
         return int(cur.lastrowid or 0)
 
     def next_message(self) -> OutboxMessage | None:
@@ -257,12 +271,94 @@ class Store:
             return int(row.fetchone()[0])
 
     def mark_delivered(self, message_id: int) -> None:
-        self._write("UPDATE outbox SET state = 'delivered' WHERE id = ?", (message_id,))
+        """The CSMS has it: forget it (and, with the stop, the transaction's StopTxn data)."""
+        freed = 0
+        with self.atomic():
+            row = self._db.execute(
+                "DELETE FROM outbox WHERE id = ? RETURNING kind, tx_id, length(data)",
+                (message_id,),
+            ).fetchone()
+            if row is not None:
+                freed += row[2]
+                if row[0] == "stop" and row[1] is not None:
+                    freed += sum(
+                        r[0]
+                        for r in self._db.execute(
+                            "DELETE FROM tx_data WHERE tx_id = ? RETURNING length(meter_value)",
+                            (row[1],),
+                        ).fetchall()
+                    )
+        self.queued_bytes -= freed
 
     def mark_failed(self, message_id: int, error: str) -> None:
-        self._write(
-            "UPDATE outbox SET state = 'failed', last_error = ? WHERE id = ?", (error, message_id)
-        )
+        """Given up: kept (the newest FAILED_KEPT) for diagnostics, out of the queue."""
+        with self.atomic():
+            row = self._db.execute(
+                "UPDATE outbox SET state = 'failed', last_error = ? WHERE id = ?"
+                " RETURNING length(data)",
+                (error, message_id),
+            ).fetchone()
+            self._db.execute(
+                "DELETE FROM outbox WHERE state = 'failed' AND id NOT IN"
+                " (SELECT id FROM outbox WHERE state = 'failed' ORDER BY id DESC LIMIT ?)",
+                (FAILED_KEPT,),
+            )
+        if row is not None:
+            self.queued_bytes -= row[0]
+
+    def failed_messages(self) -> list[tuple[int, str, str | None]]:
+        return [
+            (r[0], r[1], r[2])
+            for r in self._db.execute(
+                "SELECT id, kind, last_error FROM outbox WHERE state = 'failed' ORDER BY id"
+            )
+        ]
+
+    def over_budget(self, adding: int) -> bool:
+        return self.budget_bytes is not None and self.queued_bytes + adding > self.budget_bytes
+
+    def thin(self) -> int:
+        """Make room: halve the periodic meter values of the longest backlog, keeping
+        its first and last (the curve keeps its span at half the resolution). Start
+        and stop events are never touched. Returns the bytes freed; 0 = nothing left
+        to thin."""
+        for table, column, where in (
+            ("outbox", "data", "state = 'pending' AND kind = 'meter'"),
+            ("tx_data", "meter_value", "1"),
+        ):
+            group = self._db.execute(
+                f"SELECT tx_id, count(*) AS n FROM {table} WHERE {where}"
+                " GROUP BY tx_id ORDER BY n DESC LIMIT 1"
+            ).fetchone()
+            if group is None or group[1] < 3:
+                continue
+            ids = [
+                r[0]
+                for r in self._db.execute(
+                    f"SELECT id FROM {table} WHERE {where} AND tx_id IS ? ORDER BY id",
+                    (group[0],),
+                )
+            ]
+            with self.atomic():
+                freed = self._delete(table, column, ids[1:-1:2])
+            self.queued_bytes -= freed
+            return freed
+        return 0
+
+    def _delete(self, table: str, column: str, ids: list[int]) -> int:
+        """Delete rows by id (in chunks: SQLite limits the parameters of one statement)."""
+        freed = 0
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            freed += sum(
+                r[0]
+                for r in self._db.execute(
+                    f"DELETE FROM {table} WHERE id IN ({marks}) RETURNING length({column})",
+                    chunk,
+                ).fetchall()
+            )
+        return freed
 
     def pending_count(self) -> int:
         return int(

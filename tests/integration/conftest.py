@@ -21,7 +21,8 @@ def csms() -> Iterator[CsmsThread]:
 def make_daemon(
     csms: CsmsThread, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., Daemon]]:
-    """Start a daemon: make_daemon(keys={...}, connectors=[{...}], start=True)."""
+    """Start a daemon: make_daemon(keys={...}, connectors=[{...}], station={...}, ...):
+    keyword tables override keys of the base configuration (see harness.Daemon)."""
     made: list[Daemon] = []
 
     def make(
@@ -29,8 +30,7 @@ def make_daemon(
         connectors: list[dict[str, Any]] | None = None,
         start: bool = True,
         extra: str = "",
-        hardware: dict[str, Any] | None = None,
-        station: dict[str, Any] | None = None,
+        **tables: dict[str, Any],
     ) -> Daemon:
         defaults = {"ConnectionTimeOut": 5, "MeterValueSampleInterval": 0}
         daemon = Daemon(
@@ -38,8 +38,7 @@ def make_daemon(
             {**defaults, **(keys or {})},
             connectors or [{"max_current": 16}],
             extra,
-            hardware,
-            station,
+            **tables,
         )
         made.append(daemon)
         if start:

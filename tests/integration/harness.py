@@ -39,37 +39,32 @@ class Daemon:
         keys: dict[str, Any],
         connectors: list[dict[str, Any]],
         extra: str = "",
-        hardware: dict[str, Any] | None = None,
-        station: dict[str, Any] | None = None,
+        **tables: dict[str, Any],
     ) -> None:
+        """`tables` override keys of the base tables by name, e.g. station={...}."""
         self.dir = Path(tempfile.mkdtemp(prefix="evsed-"))
         self.config = self.dir / "evsed.toml"
         self.socket = self.dir / "state" / "control.sock"
         self.log_path = self.dir / "daemon.log"
-        lines = [
-            "[station]",
-            'id = "CP-TEST"',
-            *(f"{k} = {_toml(v)}" for k, v in (station or {}).items()),
-            "[csms]",
-            f'url = "{csms.url}"',
-            "reconnect_min = 0.2",
-            "reconnect_max = 1.0",
-            "response_timeout = 5",
-            "boot_retry = 1",
-            "[state]",
-            'dir = "state"',
-            "[hardware]",
-            *(
-                f"{k} = {_toml(v)}"
-                for k, v in {
-                    "meter_poll_interval": 0.2,
-                    "meter_offline_after": 1.0,
-                    **(hardware or {}),
-                }.items()
-            ),
-            "[logging]",
-            'level = "debug"',
-        ]
+        base: dict[str, dict[str, Any]] = {
+            "station": {"id": "CP-TEST"},
+            "csms": {
+                "url": csms.url,
+                "reconnect_min": 0.2,
+                "reconnect_max": 1.0,
+                "response_timeout": 5,
+                "boot_retry": 1,
+            },
+            "state": {"dir": "state"},
+            "hardware": {"meter_poll_interval": 0.2, "meter_offline_after": 1.0},
+            "logging": {"level": "debug"},
+        }
+        for name, values in tables.items():
+            base.setdefault(name, {}).update(values)
+        lines = []
+        for name, values in base.items():
+            lines.append(f"[{name}]")
+            lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
         for connector in connectors:
             lines.append("[[connectors]]")
             lines += [f"{k} = {_toml(v)}" for k, v in connector.items()]

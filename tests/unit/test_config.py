@@ -120,7 +120,7 @@ def test_example_file_lists_every_key() -> None:
         "resume_transactions",
         "keys",
     }
-    assert set(data["state"]) == {"dir"}
+    assert set(data["state"]) == {"dir", "queue_budget_mb"}
     assert set(data["control"]) == {"socket"}
 
 

@@ -71,3 +71,50 @@ def test_a_transaction_and_its_event_are_written_together_or_not_at_all(
     monkeypatch.undo()
     assert store.open_transactions() == []
     assert store.next_message() is None
+
+
+def test_delivered_events_are_forgotten_with_their_stop_data(tmp_path: Path) -> None:
+    store = Store(tmp_path / "evsed.db")
+    tx = store.begin_transaction(1, "TAG", None, 0.0, "t0")
+    store.add_tx_data(tx, {"timestamp": "t1", "samples": []})
+    store.end_transaction(tx, 5.0, "t2", "Local", None)
+    while (message := store.next_message()) is not None:
+        store.mark_delivered(message.id)
+    assert store.queued_bytes == 0
+    assert store.tx_data(tx) == []
+    assert store.connection.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+
+
+def test_thinning_keeps_start_stop_and_the_span_of_meter_values(tmp_path: Path) -> None:
+    store = Store(tmp_path / "evsed.db", budget_bytes=5_000)
+    tx = store.begin_transaction(1, "TAG", None, 0.0, "t0")
+    for n in range(100):
+        store.enqueue("meter", {"n": n, "pad": "x" * 80}, tx)
+    store.end_transaction(tx, 5.0, "t9", "Local", None)
+    assert store.over_budget(0)
+    while store.over_budget(0):
+        assert store.thin() > 0
+    assert store.queued_bytes == Store(tmp_path / "evsed.db").queued_bytes  # counted right
+    kinds, meters = [], []
+    while (message := store.next_message()) is not None:
+        kinds.append(message.kind)
+        if message.kind == "meter":
+            meters.append(message.data["n"])
+        store.mark_delivered(message.id)
+    assert kinds[0] == "start" and kinds[-1] == "stop"
+    assert meters[0] == 0 and meters[-1] == 99  # first and last kept
+    assert meters == sorted(meters) and len(meters) < 100
+
+
+def test_nothing_left_to_thin(tmp_path: Path) -> None:
+    store = Store(tmp_path / "evsed.db", budget_bytes=10)
+    store.begin_transaction(1, "TAG", None, 0.0, "t0")
+    assert store.thin() == 0  # a start is never thinned
+
+
+def test_failed_messages_are_kept_for_diagnostics_out_of_the_queue(tmp_path: Path) -> None:
+    store = Store(tmp_path / "evsed.db")
+    first = store.enqueue("meter", {"n": 1})
+    store.mark_failed(first, "InternalError")
+    assert store.queued_bytes == 0 and store.pending_count() == 0
+    assert store.failed_messages() == [(first, "meter", "InternalError")]
