@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.control import ControlClient
-from hwsim.csms import CsmsThread
+from hwsim.csms import CsmsThread, Record
 
 REPO = Path(__file__).resolve().parents[2]
 CARD = "04A1B2C3"  # accepted by the test CSMS unless a test says otherwise
@@ -162,3 +162,52 @@ def start_session(daemon: Daemon, csms: CsmsThread, card: str = CARD) -> dict[st
     daemon.request("ev_charge", connector=1, on=True)
     daemon.wait_status("Charging")
     return start
+
+
+# --- what the CSMS saw ------------------------------------------------------------
+
+
+def cp_calls(csms: CsmsThread, after: int = 0, action: str | None = None) -> list[Record]:
+    """The calls the charge point sent since `after`, in order."""
+    return [
+        r
+        for r in csms.records
+        if r.seq >= after
+        and r.direction == "in"
+        and r.message_type == "CALL"
+        and (action is None or r.action == action)
+    ]
+
+
+def csms_answer(csms: CsmsThread, call: Record) -> Record:
+    """The CSMS's CALLRESULT to a call of the charge point (unique ids are only unique
+    per connection, so it is the first one after the call)."""
+    for r in csms.records:
+        if (
+            r.seq > call.seq
+            and r.direction == "out"
+            and r.message_type == "CALLRESULT"
+            and r.unique_id == call.unique_id
+        ):
+            return r
+    raise AssertionError(f"the CSMS never answered {call.action} {call.unique_id}")
+
+
+def status_record(
+    csms: CsmsThread,
+    status: str,
+    connector: int = 1,
+    after: int = 0,
+    error: str | None = None,
+    timeout: float = 10.0,
+) -> Record:
+    return csms.wait_for_record(
+        "StatusNotification",
+        lambda p: (
+            p["connectorId"] == connector
+            and p["status"] == status
+            and (error is None or p["errorCode"] == error)
+        ),
+        timeout=timeout,
+        after=after,
+    )

@@ -18,7 +18,14 @@ from typing import Any
 import pytest
 
 from hwsim.csms import CsmsThread, Record
-from tests.integration.harness import CARD, Daemon, start_session
+from tests.integration.harness import (
+    CARD,
+    Daemon,
+    cp_calls,
+    csms_answer,
+    start_session,
+    status_record,
+)
 
 CARD2 = "04D5E6F7"
 UNKNOWN_CARD = "DEADBEEF"
@@ -26,41 +33,6 @@ TX_ID = 4711  # what the CSMS hands out first: distinct from the daemon's own lo
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def cp_calls(csms: CsmsThread, after: int = 0, action: str | None = None) -> list[Record]:
-    """The calls the charge point sent since `after`, in order."""
-    return [
-        r
-        for r in csms.records
-        if r.seq >= after
-        and r.direction == "in"
-        and r.message_type == "CALL"
-        and (action is None or r.action == action)
-    ]
-
-
-def csms_answer(csms: CsmsThread, call: Record) -> Record:
-    """The CSMS's CALLRESULT to a call of the charge point."""
-    for r in csms.records:
-        if (
-            r.direction == "out"
-            and r.message_type == "CALLRESULT"
-            and r.unique_id == call.unique_id
-        ):
-            return r
-    raise AssertionError(f"the CSMS never answered {call.action} {call.unique_id}")
-
-
-def status_record(
-    csms: CsmsThread, status: str, connector: int = 1, after: int = 0, timeout: float = 10.0
-) -> Record:
-    return csms.wait_for_record(
-        "StatusNotification",
-        lambda p: p["connectorId"] == connector and p["status"] == status,
-        timeout=timeout,
-        after=after,
-    )
 
 
 def statuses(csms: CsmsThread, connector: int = 1, after: int = 0) -> list[str]:
