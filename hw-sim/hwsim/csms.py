@@ -56,6 +56,7 @@ __all__ = [
     "MalformedResponse",
     "NotConnectedError",
     "Record",
+    "TransactionView",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ Responder = Callable[[Payload], Payload | Awaitable[Payload]]
 T = TypeVar("T")
 
 _TYPE_NAMES: dict[int, MessageType] = {2: "CALL", 3: "CALLRESULT", 4: "CALLERROR"}
+_TRANSACTION_ACTIONS = frozenset({"StartTransaction", "MeterValues", "StopTransaction"})
 
 # Calls only a CSMS sends: a charge point sending one gets NotSupported, not NotImplemented.
 _CSMS_ACTIONS = frozenset(
@@ -117,6 +119,7 @@ SETTINGS = (
     "strict",
     "clock",
     "next_transaction_id",
+    "dedupe_starts",
 )
 
 
@@ -165,6 +168,57 @@ class Record:
 
 
 @dataclass(frozen=True)
+class TransactionView:
+    """What the CSMS knows about one transaction (see ``Csms.transactions``).
+
+    Calls the CSMS refused with a CALLERROR are not part of it (it did not take
+    them); calls it received but left unanswered are (it may have processed them).
+    Everything is in order of arrival.
+    """
+
+    transaction_id: int
+    start: Payload  # the first StartTransaction answered with this transactionId
+    start_record: Record
+    retransmitted_starts: list[Record]  # identical re-sends, answered with the same id
+    meter_values: list[Payload]  # MeterValues carrying this transactionId (re-sends included)
+    stops: list[Payload]  # every StopTransaction for this id (re-sends included)
+
+    @property
+    def distinct_stops(self) -> list[Payload]:
+        """The stops with identical re-sends counted once."""
+        return _distinct(self.stops)
+
+    @property
+    def stop(self) -> Payload | None:
+        return self.stops[0] if self.stops else None
+
+    @property
+    def distinct_meter_values(self) -> list[Payload]:
+        return _distinct(self.meter_values)
+
+
+def _distinct(payloads: list[Payload]) -> list[Payload]:
+    seen: set[str] = set()
+    kept = []
+    for p in payloads:
+        key = json.dumps(p, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            kept.append(p)
+    return kept
+
+
+def _start_key(payload: Payload) -> tuple[Any, ...] | None:
+    """What identifies a StartTransaction re-sent after a lost answer."""
+    try:
+        key = tuple(payload[k] for k in ("connectorId", "idTag", "meterStart", "timestamp"))
+        hash(key)
+    except (KeyError, TypeError):
+        return None
+    return key
+
+
+@dataclass(frozen=True)
 class ConnectionEvent:
     """A charge point connected, disconnected or was rejected at the handshake."""
 
@@ -196,6 +250,7 @@ class _Session:
     station_id: str
     ws: ServerConnection
     pending: dict[str, _Pending] = field(default_factory=dict)
+    incoming: dict[str, Record] = field(default_factory=dict)  # calls not yet answered
     call_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -291,7 +346,12 @@ class Csms:
     Settings (plain attributes, change them at any time): ``boot_status``,
     ``interval``, ``id_tags``, ``unknown_id_tag_status``, ``parent_id_tags``,
     ``refuse_connections``, ``password``, ``strict`` (reject schema-invalid calls
-    with a CALLERROR, as a real CSMS would), ``clock`` and ``next_transaction_id``.
+    with a CALLERROR, as a real CSMS would), ``clock``, ``next_transaction_id`` and
+    ``dedupe_starts``: OCPP-J delivery is at least once, so a station that lost the
+    answer to a StartTransaction (a crash, a cut link) sends it again; like a real
+    CSMS, this one recognises the re-send by its identical connectorId, idTag,
+    meterStart and timestamp and answers with the same transactionId (see
+    ``retransmissions`` and ``transactions``).
     """
 
     def __init__(
@@ -307,6 +367,7 @@ class Csms:
         parent_id_tags: dict[str, str] | None = None,
         strict: bool = True,
         ping_interval: float | None = None,
+        dedupe_starts: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -322,6 +383,8 @@ class Csms:
         self.next_transaction_id = 1
         self.last_transaction_id: int | None = None
         self.ping_interval = ping_interval
+        self.dedupe_starts = dedupe_starts
+        self._start_ids: dict[tuple[Any, ...], int] = {}  # start fields -> transactionId
 
         self._server: Server | None = None
         self._sessions: dict[str, _Session] = {}  # insertion order: most recent last
@@ -330,6 +393,7 @@ class Csms:
         self._seq = 0
         self._consumed: set[int] = set()
         self._call_replies: set[int] = set()  # seqs of frames that answered a csms.call()
+        self._answers: dict[int, Record] = {}  # seq of a charge-point call -> our answer
         self._changed: asyncio.Event | None = None
         self._message_observers: list[Callable[[Record], None]] = []
         self._connection_observers: list[Callable[[ConnectionEvent], None]] = []
@@ -487,9 +551,16 @@ class Csms:
         }
 
     def _start_transaction(self, payload: Payload) -> Payload:
-        tx_id = self.next_transaction_id
-        self.next_transaction_id += 1
-        self.last_transaction_id = tx_id
+        key = _start_key(payload)
+        tx_id = self._start_ids.get(key) if self.dedupe_starts and key is not None else None
+        if tx_id is None:
+            tx_id = self.next_transaction_id
+            self.next_transaction_id += 1
+            self.last_transaction_id = tx_id
+            if self.dedupe_starts and key is not None:
+                self._start_ids[key] = tx_id
+        else:
+            log.info("CSMS: StartTransaction re-sent; same transactionId %d", tx_id)
         return {"transactionId": tx_id, "idTagInfo": self.id_tag_info(payload.get("idTag"))}
 
     def _stop_transaction(self, payload: Payload) -> Payload:
@@ -524,6 +595,50 @@ class Csms:
     def calls(self, action: str, station_id: str | None = None) -> list[Payload]:
         """Payloads of every well-formed ``action`` call received so far."""
         return [r.payload for r in self._records if self._is_call(r, action, station_id)]
+
+    def answer_to(self, call: Record) -> Record | None:
+        """Our CALLRESULT/CALLERROR record for a charge-point call (None: unanswered)."""
+        return self._answers.get(call.seq)
+
+    @property
+    def retransmissions(self) -> list[Record]:
+        """StartTransaction calls recognised as re-sends of an earlier answered one
+        (answered with the transactionId that one got), in order."""
+        return [r for view in self._transaction_views().values() for r in view.retransmitted_starts]
+
+    def transactions(self, station_id: str | None = None) -> dict[int, TransactionView]:
+        """The CSMS's view of the transactions, by transactionId in order of their start:
+        the start, the MeterValues and the StopTransactions that carry the id. Calls
+        answered with a CALLERROR are left out; unanswered ones count."""
+        return self._transaction_views(station_id)
+
+    def _transaction_views(self, station_id: str | None = None) -> dict[int, TransactionView]:
+        views: dict[int, TransactionView] = {}
+        for r in self._records:
+            action = r.action or ""
+            if action not in _TRANSACTION_ACTIONS or not self._is_call(r, action, station_id):
+                continue
+            answer = self._answers.get(r.seq)
+            if answer is not None and answer.message_type == "CALLERROR":
+                continue
+            if action == "StartTransaction":
+                if answer is None or not isinstance(answer.payload, dict):
+                    continue  # no transactionId given
+                tx_id = answer.payload.get("transactionId")
+                if not isinstance(tx_id, int):
+                    continue
+                if tx_id in views:
+                    views[tx_id].retransmitted_starts.append(r)
+                else:
+                    views[tx_id] = TransactionView(tx_id, dict(r.payload), r, [], [], [])
+                continue
+            tx_id = r.payload.get("transactionId")
+            view = views.get(tx_id) if isinstance(tx_id, int) else None
+            if view is None:
+                continue
+            target = view.meter_values if action == "MeterValues" else view.stops
+            target.append(dict(r.payload))
+        return views
 
     @staticmethod
     def _is_call(r: Record, action: str, station_id: str | None) -> bool:
@@ -869,6 +984,8 @@ class Csms:
             if schema is not None:
                 error = f"schema {schema[0]}: {schema[1]}"
         record = self._add_record(session.station_id, "in", frame, text, error)
+        if frame.message_type == "CALL" and frame.unique_id is not None:
+            session.incoming[frame.unique_id] = record
         if pending is not None and pending.future is not None:
             self._call_replies.add(record.seq)
             if not pending.future.done():
@@ -961,7 +1078,11 @@ class Csms:
         await self._send(session, text, _Frame("CALLERROR", uid, None, body, None))
 
     async def _send(self, session: _Session, text: str, frame: _Frame) -> None:
-        self._add_record(session.station_id, "out", frame, text, frame.error)
+        record = self._add_record(session.station_id, "out", frame, text, frame.error)
+        if frame.message_type in ("CALLRESULT", "CALLERROR") and frame.unique_id is not None:
+            call = session.incoming.pop(frame.unique_id, None)
+            if call is not None:
+                self._answers[call.seq] = record
         try:
             await session.ws.send(text)
         except ConnectionClosed:
@@ -1062,6 +1183,7 @@ class CsmsThread:
     strict = _Forward()
     clock = _Forward()
     next_transaction_id = _Forward()
+    dedupe_starts = _Forward()
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, **options: Any) -> None:
         self._loop = asyncio.new_event_loop()
@@ -1185,6 +1307,16 @@ class CsmsThread:
 
     def calls(self, action: str, station_id: str | None = None) -> list[Payload]:
         return self._in_loop(self.csms.calls, action, station_id)
+
+    def answer_to(self, call: Record) -> Record | None:
+        return self._in_loop(self.csms.answer_to, call)
+
+    @property
+    def retransmissions(self) -> list[Record]:
+        return self._in_loop(lambda: self.csms.retransmissions)
+
+    def transactions(self, station_id: str | None = None) -> dict[int, TransactionView]:
+        return self._in_loop(self.csms.transactions, station_id)
 
     # waiting and calls
     def wait_for(

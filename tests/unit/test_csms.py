@@ -142,6 +142,90 @@ def test_id_tags_and_transaction_ids(csms: CsmsThread, cp: SyncClient) -> None:
     }
 
 
+START = {"connectorId": 1, "idTag": "GOOD", "meterStart": 100, "timestamp": "2024-01-01T00:00:00Z"}
+
+
+def test_a_resent_start_transaction_gets_the_same_transaction_id(
+    csms: CsmsThread, cp: SyncClient
+) -> None:
+    csms.id_tags = {"GOOD": "Accepted"}
+    first = rpc(cp, "StartTransaction", START, uid="s1")[2]
+    again = rpc(cp, "StartTransaction", START, uid="s2")[2]  # the answer to s1 was lost
+    assert first == again == {"transactionId": 1, "idTagInfo": {"status": "Accepted"}}
+    # Any field different: a new transaction.
+    for n, change in enumerate(
+        [{"meterStart": 101}, {"timestamp": "2024-01-01T00:00:01Z"}, {"connectorId": 2}]
+    ):
+        answer = rpc(cp, "StartTransaction", {**START, **change}, uid=f"n{n}")[2]
+        assert answer["transactionId"] == 2 + n
+    assert csms.last_transaction_id == 4
+    assert [(r.unique_id, r.payload) for r in csms.retransmissions] == [("s2", START)]
+    view = csms.transactions()[1]
+    assert view.start == START and view.start_record.unique_id == "s1"
+    assert [r.unique_id for r in view.retransmitted_starts] == ["s2"]
+    assert list(csms.transactions()) == [1, 2, 3, 4]
+
+
+def test_dedupe_can_be_turned_off() -> None:
+    with CsmsThread(dedupe_starts=False) as csms:
+        assert csms.dedupe_starts is False
+        with connect(csms.station_url("CP1"), subprotocols=OCPP16) as ws:
+            ids = [rpc(ws, "StartTransaction", START, uid=u)[2]["transactionId"] for u in "ab"]
+        assert ids == [1, 2]
+        assert csms.retransmissions == []
+        csms.dedupe_starts = True  # a setting like the others
+        with connect(csms.station_url("CP1"), subprotocols=OCPP16) as ws:
+            assert rpc(ws, "StartTransaction", START, uid="c")[2]["transactionId"] == 3
+            assert rpc(ws, "StartTransaction", START, uid="d")[2]["transactionId"] == 3
+
+
+def _meter(tx_id: int | None, wh: int) -> dict[str, Any]:
+    sample = {"timestamp": "2024-01-01T00:00:05Z", "sampledValue": [{"value": str(wh)}]}
+    payload: dict[str, Any] = {"connectorId": 1, "meterValue": [sample]}
+    if tx_id is not None:
+        payload["transactionId"] = tx_id
+    return payload
+
+
+def test_transactions_view(csms: CsmsThread) -> None:
+    stop = {"transactionId": 1, "meterStop": 150, "timestamp": "2024-01-01T01:00:00Z"}
+    with connect(csms.station_url("CP1"), subprotocols=OCPP16) as ws:
+        csms.ignore("StartTransaction")  # the station times out and reconnects
+        ws.send(json.dumps([2, "1", "StartTransaction", START]))
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.2)
+    with connect(csms.station_url("CP1"), subprotocols=OCPP16) as ws:
+        # Unique ids are per connection: "1" again is a new call, and it is answered.
+        assert rpc(ws, "StartTransaction", START, uid="1")[2]["transactionId"] == 1
+        rpc(ws, "MeterValues", _meter(1, 120), uid="2")
+        rpc(ws, "MeterValues", _meter(None, 125), uid="3")  # no transaction: not in a view
+        csms.fail_next("MeterValues")
+        assert rpc(ws, "MeterValues", _meter(1, 130), uid="4")[0] == 4  # refused: not taken
+        rpc(ws, "MeterValues", _meter(1, 130), uid="5")
+        csms.ignore("StopTransaction")
+        ws.send(json.dumps([2, "6", "StopTransaction", stop]))  # received, answer "lost"
+        csms.wait_for("StopTransaction")
+        rpc(ws, "StopTransaction", stop, uid="7")
+        rpc(ws, "StopTransaction", {**stop, "transactionId": 99}, uid="8")  # unknown id
+        rpc(ws, "StartTransaction", {**START, "meterStart": 150}, uid="9")
+    views = csms.transactions()
+    assert list(views) == [1, 2]
+    first = views[1]
+    assert first.start == START and first.retransmitted_starts == []
+    assert [m["meterValue"][0]["sampledValue"][0]["value"] for m in first.meter_values] == [
+        "120",
+        "130",
+    ]
+    assert first.stops == [stop, stop] and first.distinct_stops == [stop]
+    assert first.stop == stop
+    assert views[2].stops == [] and views[2].stop is None
+    assert csms.transactions(station_id="OTHER") == {}
+    call = csms.records[-2]
+    assert call.unique_id == "9" and call.direction == "in"
+    answer = csms.answer_to(call)
+    assert answer is not None and answer.payload["transactionId"] == 2
+
+
 def test_accepting_answers_for_notifications(cp: SyncClient) -> None:
     status = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
     assert rpc(cp, "StatusNotification", status)[2] == {}
