@@ -76,26 +76,23 @@ class Authorizer:
         does not answer counts as offline."""
         list_entry = self._reader.list_lookup(id_tag) if policy.local_auth_list_enabled else None
         cache_entry = self._reader.cache_lookup(id_tag) if policy.cache_enabled else None
-        verdict, entry = decide(
-            id_tag,
-            online=online,
-            policy=policy,
-            list_entry=list_entry,
-            cache_entry=cache_entry,
-            now=now,
-        )
-        if verdict is Verdict.ASK_CSMS:
-            info = await ask_csms(id_tag)
-            if info is not None:
-                return Answer(info.effective_status(now) == "Accepted", info.parent_id_tag, "CSMS")
-            verdict, entry = decide(
+
+        def rules(online: bool) -> tuple[Verdict, IdTagInfo | None]:
+            return decide(
                 id_tag,
-                online=False,
+                online=online,
                 policy=policy,
                 list_entry=list_entry,
                 cache_entry=cache_entry,
                 now=now,
             )
+
+        verdict, entry = rules(online)
+        if verdict is Verdict.ASK_CSMS:
+            info = await ask_csms(id_tag)
+            if info is not None:
+                return Answer(info.effective_status(now) == "Accepted", info.parent_id_tag, "CSMS")
+            verdict, entry = rules(online=False)
         source = (
             "local list"
             if entry is not None and entry is list_entry
