@@ -101,6 +101,17 @@ def _is_date_time(value: object) -> bool:
 
 
 @cache
+def actions(version: str) -> frozenset[str]:
+    """Every action the version defines, read from its schema files (importing the
+    `ocpp` package's message classes would cost start-up time for nothing)."""
+    names = (
+        p.stem
+        for p in (Path(ocpp.__file__).parent / SCHEMA_DIRS[version] / "schemas").glob("*.json")
+    )
+    return frozenset(name.removesuffix("Response").removesuffix("Request") for name in names)
+
+
+@cache
 def schema_validator(version: str, action: str, response: bool) -> Draft4Validator | None:
     """The validator for a request or response payload; None if the version lacks the action."""
     name = action + ("Response" if response else ("" if version == "1.6" else "Request"))

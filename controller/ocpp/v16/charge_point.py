@@ -21,13 +21,12 @@ from enum import StrEnum
 from typing import Any
 
 import websockets
-from ocpp.v16.enums import Action
 from websockets.asyncio.client import connect
 
 from controller import __version__
 from controller.core.authorization import IdTagInfo
 from controller.core.status import Status, StopReason
-from controller.ocpp.rpc import OcppError, Reply, RpcSession
+from controller.ocpp.rpc import OcppError, Reply, RpcSession, actions
 from controller.ocpp.v16.keys import SEND_LOCAL_LIST_MAX, ChangeResult, ConfigurationKeys
 from controller.station import Station
 from controller.store import OutboxMessage, Store
@@ -36,7 +35,7 @@ log = logging.getLogger("evsed.ocpp")
 
 VERSION = "1.6"
 SUBPROTOCOL = "ocpp1.6"
-ACTIONS = frozenset(a.value for a in Action)
+ACTIONS = actions(VERSION)
 
 
 @dataclass(frozen=True, slots=True)
