@@ -222,8 +222,9 @@ class _Transaction:
 
 
 def _check_version(version: int) -> None:
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise ValueError(f"list version must be a non-negative integer, got {version!r}")
+    # SQLite INTEGER is 64-bit: a larger version would fail half-way with OverflowError.
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**63:
+        raise ValueError(f"list version must be an integer in 0..2**63-1, got {version!r}")
 
 
 def _rows(

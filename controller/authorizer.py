@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from controller.auth_store import AuthStore
 from controller.core.authorization import AuthPolicy, IdTagInfo, Verdict, decide, list_conflict
@@ -127,12 +127,19 @@ class Authorizer:
     def list_size(self) -> int:
         return self._reader.list_size()
 
-    async def apply_list(
-        self, version: int, full: bool, entries: Iterable[tuple[str, IdTagInfo | None]]
-    ) -> None:
-        """Replace (full) or update (differential) the list, atomically, off the loop."""
-        items = list(entries)
-        if full:
-            await self._write(lambda: self._writer.apply_full(version, items))
-        else:
-            await self._write(lambda: self._writer.apply_differential(version, items))
+    async def apply_list(self, version: int, full: bool, entries: Sequence[dict[str, Any]]) -> None:
+        """Replace (full) or update (differential) the list from SendLocalList's
+        localAuthorizationList, atomically; parsing and writing both off the loop.
+        Raises ValueError/KeyError/TypeError for a malformed entry, with nothing changed."""
+
+        def work() -> None:
+            items = [
+                (e["idTag"], IdTagInfo.from_ocpp(e["idTagInfo"]) if "idTagInfo" in e else None)
+                for e in entries
+            ]
+            if full:
+                self._writer.apply_full(version, items)
+            else:
+                self._writer.apply_differential(version, items)
+
+        await self._write(work)

@@ -27,7 +27,7 @@ from controller.store import Store
 
 log = logging.getLogger("evsed.daemon")
 
-RESTART_REASON_KEY = "restart_reason"
+SHUTDOWN_S = 3.0  # the most a stop or a reset waits for the CSMS link to wind down
 
 
 def build_hardware(config: Config) -> tuple[Any, Any]:
@@ -161,11 +161,14 @@ async def serve(config: Config) -> StopReason | None:
         gc.freeze()
         return await finished
     finally:
+        # Outputs off first, whatever else may hang below.
+        await station.stop()
         if link_task is not None:
             link_task.cancel()
-            await asyncio.gather(link_task, return_exceptions=True)
+            done, _ = await asyncio.wait({link_task}, timeout=SHUTDOWN_S)
+            if not done:
+                log.error("the CSMS link did not stop within %.0f s; going on", SHUTDOWN_S)
         await control.stop()
-        await station.stop()  # every output off
         if watchdog is not None:
             await watchdog.stop()
         if simulation is not None and hasattr(simulation, "close"):

@@ -225,7 +225,8 @@ class Station:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._after(self.core.tick(time.monotonic()))
 
     # --- inputs -------------------------------------------------------------------
@@ -597,6 +598,12 @@ class Station:
         stop_key = "StopTxnAlignedData" if aligned else "StopTxnSampledData"
         tx_id = self._active_tx.get(connector)
         timestamp = self.clock.stamp()
+        reading = self.readings[connector - 1]
+        if tx_id is not None and reading is not None:
+            # Checkpoint first: a transaction closed after a power cut must not end
+            # before (or below) a value already queued for it.
+            self._checkpointed[tx_id] = time.monotonic()
+            self.store.checkpoint(tx_id, reading.energy_wh, timestamp)
         reported = self._sample(connector, self.keys.get_list(reported_key), context)
         if reported:
             data = {"connector": connector, "timestamp": timestamp, "samples": reported}

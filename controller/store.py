@@ -220,6 +220,13 @@ class Store:
             (csms_id, id_tag_status, tx_id),
         )
 
+    def set_transaction_time(self, tx_id: int, column: str, stamp: str) -> None:
+        """Replace a provisional stamp (see StationClock) with the wall time it was
+        first sent with, so that a re-send of the message carries the same time."""
+        if column not in ("started_at", "stopped_at"):
+            raise ValueError(f"not a transaction time: {column!r}")
+        self._write(f"UPDATE transactions SET {column} = ? WHERE id = ?", (stamp, tx_id))
+
     def checkpoint(self, tx_id: int, energy_wh: float, at: str) -> None:
         """The latest energy reading of a running transaction, for closing it after a crash."""
         self._write(

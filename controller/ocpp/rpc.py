@@ -7,7 +7,8 @@ nothing and swaps NotImplemented / NotSupported. Here:
 - an action the version does not define → NotImplemented;
 - an action it defines but evsed does not handle → NotSupported;
 - a payload that breaks the schema → the matching constraint violation;
-- an unreadable frame → a CALLERROR with the frame's id, or "-1" if it has none;
+- an unreadable frame → a CALLERROR with the frame's id, or "-1" if it has none
+  (a binary frame that is not UTF-8 is unreadable: no id can be trusted in it);
 - a handler that crashes → InternalError, and the daemon keeps running;
 - responses to calls never made are logged and dropped.
 
@@ -213,7 +214,10 @@ class RpcSession:
             self._pending[unique_id] = future
             try:
                 await self._send(json.dumps([CALL, unique_id, action, payload]))
-                kind, body = await asyncio.wait_for(future, self._response_timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                # cancellation that arrives with the answer, and shutdown then hangs.
+                async with asyncio.timeout(self._response_timeout):
+                    kind, body = await future
             finally:
                 self._pending.pop(unique_id, None)
         if kind == CALLERROR:
@@ -238,7 +242,14 @@ class RpcSession:
         task.add_done_callback(self._tasks.discard)
 
     def _on_frame(self, raw: str | bytes) -> None:
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError:
+            # JSON is UTF-8. Replacing the bad bytes would garble the unique id or a value,
+            # and the station would carry out a command the CSMS never sent.
+            frames.debug("← %d bytes, not UTF-8", len(raw))
+            self._spawn(self._send_error("-1", self._codes["format"], "frame is not UTF-8"))
+            return
         frames.debug("← %s", redact(text[:4000]))
         if len(text) > BIG_FRAME:
             # Parsing and validating megabytes takes seconds on a Pi: not on the loop,
@@ -340,6 +351,9 @@ class RpcSession:
     async def _send_error(
         self, unique_id: str, code: str, description: str, details: dict[str, Any] | None = None
     ) -> None:
+        # Descriptions quote the peer (an action name of a megabyte): keep them to the 255
+        # characters OCPP 2.0.1 allows, or the answer may exceed what the CSMS accepts.
+        description = description[:255]
         log.info("answering CALLERROR %s: %s", code, description)
         try:
             await self._send(json.dumps([CALLERROR, unique_id, code, description, details or {}]))

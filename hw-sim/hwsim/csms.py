@@ -4,7 +4,9 @@ Real back ends are neither scriptable nor observable, so the integration tests
 talk to this one instead: it answers charge-point calls with configurable
 defaults, can be told to fail or stay silent for an action, records every frame
 in order (with a cursor so waits are race-free) and can send calls, or raw
-garbage, to the charge point.
+garbage, to the charge point. Like a real back end it recognises a
+StartTransaction sent again after a lost answer, and ``transactions()`` gives its
+view of every transaction (start, meter values, stops) for consistency checks.
 
 The framing is our own on top of ``ocpp.messages`` and keeps payloads as
 camelCase dicts: that keeps raw-frame tests easy and means no input from the
@@ -172,8 +174,9 @@ class TransactionView:
     """What the CSMS knows about one transaction (see ``Csms.transactions``).
 
     Calls the CSMS refused with a CALLERROR are not part of it (it did not take
-    them); calls it received but left unanswered are (it may have processed them).
-    Everything is in order of arrival.
+    them); MeterValues and StopTransaction calls it received but left unanswered
+    are (it may have processed them). A StartTransaction counts once answered (the
+    answer gives the id). Everything is in order of arrival.
     """
 
     transaction_id: int
@@ -492,6 +495,20 @@ class Csms:
             self._ignore.pop(action, None)
         else:
             self._ignore[action] = count
+
+    def pending_faults(self) -> dict[str, int | None]:
+        """Per action, how many calls fail_next/ignore will still fail or leave
+        unanswered (None: all of them, for fail_always or ignore(count=None))."""
+        pending: dict[str, int | None] = {}
+        for action, queue in self._fail_next.items():
+            if queue:
+                pending[action] = len(queue)
+        for action, left in self._ignore.items():
+            known = pending.get(action, 0)
+            pending[action] = None if left is None or known is None else known + left
+        for action in self._fail_always:
+            pending[action] = None
+        return pending
 
     def respond_with(self, action: str, fn: Responder | None) -> None:
         """Answer ``action`` with ``fn(payload)`` (may be async); None restores the default.
@@ -1265,6 +1282,9 @@ class CsmsThread:
 
     def ignore(self, action: str, count: int | None = 1) -> None:
         self._in_loop(self.csms.ignore, action, count)
+
+    def pending_faults(self) -> dict[str, int | None]:
+        return self._in_loop(self.csms.pending_faults)
 
     def respond_with(self, action: str, fn: Responder | None) -> None:
         self._in_loop(self.csms.respond_with, action, fn)

@@ -39,9 +39,11 @@ class Daemon:
         keys: dict[str, Any],
         connectors: list[dict[str, Any]],
         extra: str = "",
+        /,
         **tables: dict[str, Any],
     ) -> None:
-        """`tables` override keys of the base tables by name, e.g. station={...}."""
+        """`tables` override keys of the base tables by name, e.g. station={...} or
+        csms={...} (the parameters are positional-only so any table name is free)."""
         self.dir = Path(tempfile.mkdtemp(prefix="evsed-"))
         self.config = self.dir / "evsed.toml"
         self.socket = self.dir / "state" / "control.sock"

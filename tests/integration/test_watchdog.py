@@ -26,3 +26,14 @@ def test_daemon_feeds_the_watchdog_and_disarms_it_only_on_a_clean_stop(
     csms.wait_for("BootNotification")
     assert daemon.stop() == 0  # a clean stop disarms it with the magic 'V'
     assert device.read_bytes().endswith(b"V")
+
+
+def test_sigterm_while_booting_always_stops_the_daemon(make_daemon: Any, csms: CsmsThread) -> None:
+    """A stop that lands while the link is mid-call must not hang (outputs must go off)."""
+    daemon = make_daemon(start=False)
+    for _ in range(5):
+        daemon.start(wait=False)
+        time.sleep(0.25)  # about when BootNotification is on the wire
+        assert daemon.proc is not None
+        daemon.proc.terminate()
+        assert daemon.proc.wait(timeout=8) == 0, daemon.log()[-3000:]

@@ -153,9 +153,12 @@ def test_a_resent_start_transaction_gets_the_same_transaction_id(
     again = rpc(cp, "StartTransaction", START, uid="s2")[2]  # the answer to s1 was lost
     assert first == again == {"transactionId": 1, "idTagInfo": {"status": "Accepted"}}
     # Any field different: a new transaction.
-    for n, change in enumerate(
-        [{"meterStart": 101}, {"timestamp": "2024-01-01T00:00:01Z"}, {"connectorId": 2}]
-    ):
+    changes: list[dict[str, Any]] = [
+        {"meterStart": 101},
+        {"timestamp": "2024-01-01T00:00:01Z"},
+        {"connectorId": 2},
+    ]
+    for n, change in enumerate(changes):
         answer = rpc(cp, "StartTransaction", {**START, **change}, uid=f"n{n}")[2]
         assert answer["transactionId"] == 2 + n
     assert csms.last_transaction_id == 4
@@ -248,6 +251,22 @@ def test_forced_callerror_then_normal(csms: CsmsThread, cp: SyncClient) -> None:
     assert rpc(cp, "Heartbeat", {})[2] == "InternalError"
     csms.fail_always("Heartbeat", None)
     assert rpc(cp, "Heartbeat", {})[0] == 3
+
+
+def test_pending_faults_count_down(csms: CsmsThread, cp: SyncClient) -> None:
+    assert csms.pending_faults() == {}
+    csms.fail_next("Heartbeat", count=2)
+    csms.ignore("Heartbeat", 1)
+    csms.fail_always("DataTransfer")
+    csms.ignore("MeterValues", None)
+    assert csms.pending_faults() == {"Heartbeat": 3, "DataTransfer": None, "MeterValues": None}
+    cp.send(json.dumps([2, "h1", "Heartbeat", {}]))  # ignored first, then failed
+    csms.wait_for("Heartbeat")
+    assert csms.pending_faults()["Heartbeat"] == 2
+    assert rpc(cp, "Heartbeat", {}, uid="h2")[:2] == [4, "h2"]
+    assert csms.pending_faults()["Heartbeat"] == 1
+    csms.clear_overrides()
+    assert csms.pending_faults() == {}
 
 
 def test_ignored_action_gets_no_answer(csms: CsmsThread, cp: SyncClient) -> None:
@@ -422,6 +441,7 @@ def test_basic_auth() -> None:
         good = {"Authorization": "Basic " + base64.b64encode(b"CP1:s3cret").decode()}
         with connect(csms.station_url("CP1"), subprotocols=OCPP16, additional_headers=good):
             assert csms.wait_connected(2) == "CP1"
+        csms.wait_disconnected(2)  # the server notices the close on its own loop
         assert [e.kind for e in csms.events] == ["rejected"] * 3 + ["connected", "disconnected"]
 
 

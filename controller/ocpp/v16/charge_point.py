@@ -185,6 +185,9 @@ class ChargePoint16:
 
     async def _serve(self, ws: Any) -> None:
         self._connection = ws
+        if not self.link_allowed.is_set():  # cut while the handshake was under way
+            await ws.close()
+            return
         self.rpc = RpcSession(
             ws,
             VERSION,
@@ -337,6 +340,16 @@ class ChargePoint16:
     def _time(self, stamp: str) -> str:
         return self.station.clock.resolve(stamp)
 
+    def _sent_time(self, tx_id: int, column: str, stamp: str) -> str:
+        """The wall time of a transaction's stamp, kept once resolved: a message sent
+        again after a lost answer (also by the next run, which can no longer resolve
+        this run's provisional stamps the same way) must be identical, or the CSMS
+        cannot recognise it and books a second transaction."""
+        resolved = self._time(stamp)
+        if resolved != stamp:
+            self.store.set_transaction_time(tx_id, column, resolved)
+        return resolved
+
     def _render(self, message: OutboxMessage) -> tuple[str, dict[str, Any]] | None:
         tx = self.store.transaction(message.tx_id) if message.tx_id is not None else None
         if message.kind == "start":
@@ -345,7 +358,7 @@ class ChargePoint16:
                 "connectorId": tx.connector,
                 "idTag": tx.id_tag,
                 "meterStart": round(tx.meter_start_wh),
-                "timestamp": self._time(tx.started_at),
+                "timestamp": self._sent_time(tx.id, "started_at", tx.started_at),
             }
         if message.kind == "meter":
             data = message.data
@@ -362,7 +375,9 @@ class ChargePoint16:
         payload = {
             "transactionId": tx.csms_id,
             "meterStop": round(tx.meter_stop_wh or tx.meter_start_wh),
-            "timestamp": self._time(tx.stopped_at or tx.started_at),
+            "timestamp": self._sent_time(tx.id, "stopped_at", tx.stopped_at)
+            if tx.stopped_at
+            else self._sent_time(tx.id, "started_at", tx.started_at),
             "reason": tx.stop_reason,
         }
         if tx.stop_id_tag:
@@ -438,18 +453,14 @@ class ChargePoint16:
             return {"status": "Failed"}
         if not full and version <= authorizer.list_version():
             return {"status": "VersionMismatch"}
+        adding = sum("idTagInfo" in e for e in raw)
+        if (adding if full else authorizer.list_size() + adding) > self.keys.get_int(
+            "LocalAuthListMaxLength"
+        ):
+            log.warning("SendLocalList refused: the list would exceed LocalAuthListMaxLength")
+            return {"status": "Failed"}
         try:
-            entries = [
-                (e["idTag"], IdTagInfo.from_ocpp(e["idTagInfo"]) if "idTagInfo" in e else None)
-                for e in raw
-            ]
-            adding = sum(info is not None for _, info in entries)
-            if (adding if full else authorizer.list_size() + adding) > self.keys.get_int(
-                "LocalAuthListMaxLength"
-            ):
-                log.warning("SendLocalList refused: the list would exceed LocalAuthListMaxLength")
-                return {"status": "Failed"}
-            await authorizer.apply_list(version, full, entries)
+            await authorizer.apply_list(version, full, raw)
         except (ValueError, KeyError, TypeError, sqlite3.Error) as e:
             log.warning("SendLocalList failed: %s", e)
             return {"status": "Failed"}

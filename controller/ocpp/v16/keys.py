@@ -22,6 +22,9 @@ MEASURANDS = (
 )
 PHASE_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
 MAX_VALUE_LENGTH = 500
+# Integer keys are seconds, Wh or counts: beyond int32 they only overflow float conversions
+# and timers (a persisted 10**400 would stop the daemon from starting at all).
+MAX_INT_VALUE = 2**31 - 1
 LOCAL_LIST_MAX = 250_000  # entries the Local Authorization List may hold
 SEND_LOCAL_LIST_MAX = 100_000  # entries one SendLocalList may carry
 
@@ -171,6 +174,8 @@ class ConfigurationKeys:
                 number = int(value.strip())
             except ValueError:
                 return "must be a whole number"
+            if number > MAX_INT_VALUE:
+                return f"must be at most {MAX_INT_VALUE}"
             return None if number >= spec.minimum else f"must be at least {spec.minimum}"
         items = split_csl(value)
         if spec.allowed_items is not None:

@@ -1,0 +1,1 @@
+"""Long fuzzing runs of the tests/fuzz properties: `python -m fuzz.run --minutes 10`."""
