@@ -135,7 +135,15 @@ def validate(version: str, action: str, payload: Any, response: bool = False) ->
     # for nothing would hold the interpreter for a quarter of a second.
     if action in DECIMAL_ACTIONS:
         payload = json.loads(json.dumps(payload), parse_float=decimal.Decimal)
-    error = best_match(validator.iter_errors(payload))
+    # "multipleOf: 0.1" divides exactly: a limit of 1e27 needs more than the default 28
+    # digits, and one beyond a double (1e400 reads as an infinite float) cannot be judged.
+    with decimal.localcontext() as context:
+        context.prec = 400
+        try:
+            error = best_match(validator.iter_errors(payload))
+        except (ArithmeticError, ValueError, TypeError) as e:
+            description = f"number out of range: {e!r}"[:250]
+            raise OcppError("PropertyConstraintViolation", description) from e
     if error is not None:
         raise _classify(version, error)
 

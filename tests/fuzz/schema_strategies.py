@@ -10,8 +10,9 @@ any length, edge integers), because random text would almost never hit the
 values a handler branches on; dates span years 1 to 9999 with any offset.
 
 The validator is deliberately not the daemon's `controller.ocpp.rpc.validate`:
-it is jsonschema with our own strict RFC 3339 date-time check and Decimal
-floats, so a disagreement between the two shows up as a failed property.
+it is jsonschema with our own strict RFC 3339 date-time check, Decimal floats
+and an exact (Fraction) multipleOf, so a disagreement between the two shows up
+as a failed property. Numbers beyond a double's range count as invalid.
 """
 
 from __future__ import annotations
@@ -19,16 +20,18 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import ocpp
 from hypothesis import strategies as st
-from jsonschema import Draft4Validator, FormatChecker
+from jsonschema import Draft4Validator, FormatChecker, validators
+from jsonschema.exceptions import ValidationError
 
 from controller.ocpp.v16.keys import MEASURANDS, core_keys
 
@@ -143,9 +146,29 @@ def is_rfc3339(value: object) -> bool:
     return m.group(8) is None or (int(m.group(9)) <= 23 and int(m.group(10)) <= 59)
 
 
+def _multiple_of(
+    validator: Any, step: Any, instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
+    """multipleOf in exact arithmetic, for numbers a double can hold (RFC 8259 section 6:
+    beyond that, JSON numbers are not interoperable, so they do not count as valid)."""
+    if not validator.is_type(instance, "number"):
+        return
+    try:
+        if not math.isfinite(float(instance)):
+            raise OverflowError
+    except OverflowError:
+        yield ValidationError(f"{instance!r} is beyond the range of a double")
+        return
+    if (Fraction(str(instance)) / Fraction(str(step))).denominator != 1:
+        yield ValidationError(f"{instance!r} is not a multiple of {step}")
+
+
+OracleValidator = validators.extend(Draft4Validator, {"multipleOf": _multiple_of})
+
+
 @cache
-def oracle_validator(version: str, action: str, response: bool = False) -> Draft4Validator:
-    return Draft4Validator(load_schema(version, action, response), format_checker=_format_checker)
+def oracle_validator(version: str, action: str, response: bool = False) -> Any:
+    return OracleValidator(load_schema(version, action, response), format_checker=_format_checker)
 
 
 def is_valid(version: str, action: str, payload: Any, response: bool = False) -> bool:
@@ -280,8 +303,10 @@ def from_schema(
             )
         if "multipleOf" in schema:
             step = Decimal(schema["multipleOf"])
-            # k/10 as a float prints as the exact decimal, which the peer re-reads exactly.
-            return st.integers(-(10**9), 10**9).map(lambda k: float(Decimal(k) * step))
+            # k/10 as a float prints as the exact decimal, which the peer re-reads exactly;
+            # from 2**53 on every double is a whole number, so a multiple of 0.1 as well.
+            steps = st.one_of(st.integers(-(10**9), 10**9), st.integers(-(10**300), 10**300))
+            return steps.map(lambda k: float(Decimal(k) * step))
         return st.one_of(integers(), st.floats(allow_nan=False, allow_infinity=False))
     if kind == "boolean":
         return st.booleans()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -71,7 +72,7 @@ from tests.fuzz.ocpp_frames import (
     unique_ids,
     valid_calls,
 )
-from tests.fuzz.profiles import fuzz_settings
+from tests.fuzz.profiles import LONG, fuzz_settings
 from tests.fuzz.schema_strategies import is_valid, payloads
 from tests.integration.harness import CARD, Daemon
 
@@ -85,6 +86,25 @@ SEND_LOCAL_LIST_DATE_OVERFLOW = {
     ],
 }
 TIMEOUT_BEYOND_FLOAT = {"key": "ConnectionTimeOut", "value": "1" + "0" * 499}
+
+
+def remote_start_with_limit(limit: float) -> dict[str, Any]:
+    period = {"startPeriod": 0, "limit": limit}
+    schedule = {"chargingRateUnit": "A", "chargingSchedulePeriod": [period]}
+    profile = {
+        "chargingProfileId": 1,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": "Relative",
+        "chargingSchedule": schedule,
+    }
+    return {"idTag": "04A1B2C3", "chargingProfile": profile}
+
+
+REMOTE_START_LIMIT_1E400 = dumps([2, "1", "RemoteStartTransaction", remote_start_with_limit(0)])
+REMOTE_START_LIMIT_1E400 = REMOTE_START_LIMIT_1E400.replace('"limit": 0}', '"limit": 1e400}')
+
+
 GOOD_AUTHORIZE_ANSWER = '[3, "2", {"idTagInfo": {"status": "Accepted"}}]'  # to the 2nd call
 
 
@@ -192,6 +212,8 @@ any_16_frame = st.one_of(frames(HANDLED_16), frames(sorted(KNOWN_16)))
 # Found by this test: a binary frame that is not UTF-8 was decoded with replacement
 # characters and carried out, answered under an id the CSMS never sent.
 @example([b'[2, "\xffeb1167b3", "ChangeAvailability", {"connectorId": 0, "type": "Inoperative"}]'])
+# ... and a limit beyond a double (read as an infinite float) was an InternalError:
+@example([REMOTE_START_LIMIT_1E400])
 def test_v16_session_answers_every_frame_by_the_rules(frame_list: list[Frame]) -> None:
     """Random, mutated and broken frames, in short sequences, against the real handlers."""
     judge(frame_list)
@@ -203,6 +225,7 @@ def test_v16_session_answers_every_frame_by_the_rules(frame_list: list[Frame]) -
 @example([dumps([2, "1", "SendLocalList", {"listVersion": 2**63, "updateType": "Differential"}])])
 @example([dumps([2, "1", "SendLocalList", SEND_LOCAL_LIST_DATE_OVERFLOW])])
 @example([dumps([2, "1", "ChangeConfiguration", TIMEOUT_BEYOND_FLOAT])])
+@example([dumps([2, "1", "RemoteStartTransaction", remote_start_with_limit(1e27)])])
 def test_v16_schema_valid_calls_get_schema_valid_results(frame_list: list[str]) -> None:
     """Schema-valid requests of every handled action: a CALLRESULT, never an InternalError."""
     judge(frame_list)
@@ -506,7 +529,10 @@ def test_daemon_survives_fuzzed_frames_without_leaking(live: LiveDaemon) -> None
     config = csms.call("GetConfiguration", {"key": ["HeartbeatInterval"]}, timeout=10.0)
     assert config["configurationKey"][0]["key"] == "HeartbeatInterval"
     end = rss_kb(live.pid)
-    print(f"daemon RSS {baseline} kB after warm-up, {midway} kB midway, {end} kB after {sent}")
+    rss = f"daemon RSS {baseline} kB after warm-up, {midway} kB midway, {end} kB at the end"
+    print(rss)
+    if LONG:  # for fuzz.run's summary: hypothesis reports no statistics for an inner test
+        print(f"evsed-fuzz: {sent} passing examples; {rss}", file=sys.__stderr__)
     assert end - baseline < RSS_GROWTH_LIMIT_KB, f"daemon RSS grew by {end - baseline} kB"
     if midway is not None and sent >= LONG_RUN_FRAMES:
         assert end - midway < RSS_SECOND_HALF_KB, f"RSS still grew {end - midway} kB: a leak"

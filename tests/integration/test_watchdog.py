@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -36,4 +37,7 @@ def test_sigterm_while_booting_always_stops_the_daemon(make_daemon: Any, csms: C
         time.sleep(0.25)  # about when BootNotification is on the wire
         assert daemon.proc is not None
         daemon.proc.terminate()
-        assert daemon.proc.wait(timeout=8) == 0, daemon.log()[-3000:]
+        # 0: a clean stop; -SIGTERM: it arrived before the handler was installed, when
+        # nothing had been switched on yet. Either way: no hang.
+        code = daemon.proc.wait(timeout=8)
+        assert code in (0, -signal.SIGTERM), daemon.log()[-3000:]
