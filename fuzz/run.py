@@ -68,6 +68,7 @@ def run_one(node: str, seed: int, scale: int, timeout: float) -> tuple[str, str,
         "-q",
         "-p",
         "no:cacheprovider",
+        "--capture=sys",  # fd 2 stays ours: tests report examples hypothesis cannot count
         node,
         f"--hypothesis-seed={seed}",
         "--hypothesis-show-statistics",

@@ -340,6 +340,7 @@ class RpcSession:
                 await asyncio.to_thread(validate, self.version, action, payload)
             else:
                 validate(self.version, action, payload)
+                self._check_unicode(payload)
             answer = await handler(payload)
             response = answer.payload if isinstance(answer, Reply) else answer
             validate(self.version, action, response, response=True)
@@ -355,6 +356,14 @@ class RpcSession:
         await self._send(json.dumps([CALLRESULT, unique_id, response]))
         if isinstance(answer, Reply):
             answer.then()
+
+    def _check_unicode(self, payload: dict[str, Any]) -> None:
+        """JSON may escape a lone surrogate ("\\ud800"), which no UTF-8 store or frame can
+        hold: refuse it here rather than fail later, half-done, in the background."""
+        try:
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise OcppError(self._codes["format"], "a string is not valid Unicode") from e
 
     async def _send_error(
         self, unique_id: str, code: str, description: str, details: dict[str, Any] | None = None

@@ -72,3 +72,35 @@ def test_secrets_are_masked_in_logged_frames() -> None:
     assert "AuthorizationKey" in redact(frame)
     plain = '[2,"1","ChangeConfiguration",{"key":"HeartbeatInterval","value":"60"}]'
     assert redact(plain) == plain
+
+
+def test_a_lone_surrogate_is_refused_before_anything_is_done() -> None:
+    import asyncio
+
+    from controller.ocpp.rpc import RpcSession
+
+    sent: list[str] = []
+    started: list[str] = []
+
+    class Wire:
+        async def send(self, text: str) -> None:
+            sent.append(text)
+
+        async def recv(self) -> str:
+            await asyncio.sleep(3600)
+            return ""
+
+    async def remote_start(payload: dict) -> dict:
+        started.append(payload["idTag"])
+        return {"status": "Accepted"}
+
+    async def scenario() -> None:
+        session = RpcSession(
+            Wire(), "1.6", {"RemoteStartTransaction": remote_start}, {"RemoteStartTransaction"}
+        )
+        session._on_frame('[2,"7","RemoteStartTransaction",{"idTag":"\\ud800"}]')
+        await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    assert started == []
+    assert '"FormationViolation"' in sent[0] and sent[0].startswith('[4, "7"')
