@@ -187,6 +187,9 @@ class HardwareConfig:
     # True: the real drivers run against hw-sim's register-level simulators, so the
     # driver code is exercised on a PC (hardware-in-the-loop tests).
     simulate_board: bool = False
+    # True: the driver-interface simulation appends every pilot and contactor change
+    # to <state.dir>/sim-events.jsonl, so tests can check the safety invariants.
+    sim_event_log: bool = False
     watchdog: str = ""  # hardware watchdog device, e.g. "/dev/watchdog"; "" = not used
     watchdog_timeout: int = 15  # s, 5..60 (the kernel API takes whole seconds)
 
@@ -812,6 +815,9 @@ def _parse_hardware(t: _Table) -> HardwareConfig:
             t.problem("reader", 'the simulated station has a simulated reader: "sim" or "none"')
         if not simulated and parts["reader"] == "sim" and t.ok("pilot", "contactor", "meter"):
             t.problem("reader", 'the real drivers need a real reader: "mfrc522" or "none"')
+    sim_event_log = t.boolean("sim_event_log", _HARDWARE.sim_event_log)
+    if sim_event_log and parts["pilot"] != "sim" and t.ok("pilot"):
+        t.problem("sim_event_log", 'only the simulation (pilot = "sim") keeps an event log')
     watchdog = t.string("watchdog", _HARDWARE.watchdog, _check_device)
     watchdog_timeout = t.whole(
         "watchdog_timeout", _HARDWARE.watchdog_timeout, _bounds(minimum=5, maximum=60, unit="s")
@@ -825,6 +831,7 @@ def _parse_hardware(t: _Table) -> HardwareConfig:
         meter_poll_interval=poll,
         meter_offline_after=offline_after,
         simulate_board=simulate_board,
+        sim_event_log=sim_event_log,
         watchdog=watchdog,
         watchdog_timeout=watchdog_timeout,
     )

@@ -52,6 +52,9 @@ def build_hardware(config: Config) -> tuple[Any, Any]:
             len(config.connectors),
             has_lock=[c.lock for c in config.connectors],
             world_file=config.state.dir / "sim-world.json",
+            event_log=(
+                config.state.dir / "sim-events.jsonl" if config.hardware.sim_event_log else None
+            ),
         )
         return sim, sim
     from controller.hardware import BoardHardware

@@ -43,6 +43,7 @@ from drivers.interfaces import (
     ResidualCurrentMonitor,
 )
 from hwsim.ev import SimEV
+from hwsim.event_log import EventLog
 
 _UID_HEX_LENGTHS = (8, 14, 20)  # 4, 7 or 10 bytes (ISO 14443 single, double, triple size)
 
@@ -155,11 +156,19 @@ class _FaultSource:
 SIM_CABLE_A = 32.0  # the rating a plugged cable shows on the proximity pilot
 
 
+Recorder = Callable[..., None]  # record(event, **fields): see hwsim.event_log
+
+
+def _not_recorded(event: str, **fields: Any) -> None:
+    pass
+
+
 class SimPilot(_FaultSource):
     """Control pilot of one connector, reading the CP state the simulated EV presents."""
 
     def __init__(self, scheduler: SimScheduler, ev: SimEV, touch: Callable[[], None]) -> None:
         super().__init__(scheduler)
+        self.record: Recorder = _not_recorded
         self._ev = ev
         self._touch = touch  # integrates the meter before the draw changes
         self._output = PilotOutput.x1()
@@ -186,6 +195,7 @@ class SimPilot(_FaultSource):
             return
         self._touch()
         self._output = output
+        self.record("output", mode=output.mode.value, duty=output.duty_percent)
         self._update()
 
     def on_state(self, callback: PilotCallback) -> None:
@@ -244,6 +254,7 @@ class SimPilot(_FaultSource):
     def _apply(self, state: PilotState) -> None:
         self._touch()
         self._state = state
+        self.record("pilot", state=state.value)
         self.report_state()
 
 
@@ -254,11 +265,13 @@ class SimContactor(_FaultSource):
         super().__init__(scheduler)
         self._touch = touch
         self._closed = False
+        self.record: Recorder = _not_recorded
 
     def set_closed(self, closed: bool) -> None:
         if closed != self._closed:
             self._touch()
             self._closed = closed
+            self.record("contactor", closed=closed)
 
     @property
     def closed(self) -> bool:
@@ -475,10 +488,12 @@ class SimHardware:
         has_lock: Sequence[bool] | None = None,
         ev_reaction_s: float = 0.2,
         world_file: Path | None = None,
+        event_log: Path | None = None,
     ) -> None:
         """`world_file`: where the simulated world (meter registers, the EVs' plugs)
         is kept, so it outlives a restart or a crash of the daemon as a real car and
-        a real meter do."""
+        a real meter do. `event_log`: where to append every pilot and contactor
+        change (hwsim.event_log)."""
         if connectors not in (1, 2):
             raise ValueError(f"a simulated station has 1 or 2 connectors, not {connectors!r}")
         if has_lock is None:
@@ -508,6 +523,12 @@ class SimHardware:
         self.rcms: list[ResidualCurrentMonitor | None] = [None] * connectors
         self.station_inputs: list[FaultSource] = []
         self.indicator: Indicator | None = None
+        self._events = EventLog(event_log) if event_log is not None else None
+        if self._events is not None:
+            for c in self.connectors:
+                c.pilot.record = c.contactor.record = functools.partial(
+                    self._events.record, c.number
+                )
         self._world_file = world_file
         if world_file is not None:
             self._load_world(world_file)
@@ -542,6 +563,10 @@ class SimHardware:
     async def start(self) -> None:
         self._sched.running = True
         self._sched.frozen = False
+        if self._events is not None:
+            self._events.record(0, "start")
+            for c in self.connectors:
+                c.pilot.record("pilot", state=c.pilot.state.value)
         for c in self.connectors:
             c.pilot.report_state()
             c.pilot.replay_faults()
@@ -557,6 +582,11 @@ class SimHardware:
             c.pilot.set_output(PilotOutput.x1())
             c.pilot.cancel_pending()
         self._sched.cancel_all()
+
+    def close(self) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None
 
     # -- simulation control surface ----------------------------------------
 

@@ -6,8 +6,10 @@ while faults are injected at random moments: kill -9 and restart (also exactly w
 the CSMS has just answered a transaction message, so the answer is lost and the
 message is sent again), SIGTERM and restart, the link cut for 0.5-3 s, a CSMS that
 drops the connection and refuses new ones for a while, CALLERRORs and unanswered
-calls (timeouts) on StartTransaction, MeterValues and StopTransaction, and a card
-blocked at the CSMS while the station is offline. Cards the CSMS knows, one it does
+calls (timeouts) on StartTransaction, MeterValues and StopTransaction, a card
+blocked at the CSMS while the station is offline, meter dropouts (short, and long
+enough to be reported as PowerMeterFailure) and a dead RFID reader (a tap on it does
+nothing; the driver then unplugs or waits for it). Cards the CSMS knows, one it does
 not. Each decision about a card is taken while the link is definitely up or
 definitely down, so the test knows what the authorization policy must answer.
 
@@ -17,7 +19,10 @@ record (its SQLite store), the driver's record and the CSMS's view
 exactly one CSMS transaction with exactly one distinct stop, in order, with
 consistent meter readings and timestamps, the expected stop reason (PowerLoss
 after a kill -9) and nothing for unknown transaction ids; the authorization
-followed the offline policy; no transaction message was given up.
+followed the offline policy; no transaction message was given up. The simulation's
+power-path log (hardware.sim_event_log) shows the contactor closing only in state C
+or D with the PWM on, inside a session the driver was authorized for, and opening as
+the next thing whenever the pilot left C/D while it was closed.
 
 Default: three fixed seeds (two with one connector, one with two), six charging
 sessions each, about 40 s in all. Run with -s to see a summary per seed (sessions,
@@ -41,6 +46,7 @@ import os
 import random
 import signal
 import sqlite3
+import statistics
 import subprocess
 import threading
 import time
@@ -51,7 +57,9 @@ from typing import Any
 
 import pytest
 
+from controller.control import ControlError
 from hwsim.csms import CsmsThread, NotConnectedError, Record, TransactionView
+from hwsim.event_log import read_events
 from tests.integration.harness import CARD, Daemon
 
 KNOWN = ["0A000001", "0A000002", "0A000003"]  # Accepted by the CSMS (unless revoked)
@@ -112,6 +120,8 @@ class Attempt:
     revoked: bool = False  # the card was blocked at the CSMS while offline
     paused: bool = False  # the EV stopped asking for energy
     min_end: float = 0.0  # monotonic time before which the driver does not end it
+    tapped: float = 0.0  # monotonic time the card was presented
+    ended: float = float("inf")  # monotonic time the driver saw the transaction over
 
 
 class LogTail:
@@ -183,6 +193,8 @@ class Chaos:
         self.cache: dict[str, str] = {}  # what the station's Authorization Cache must hold
         self.log = LogTail(daemon)
         self.counts: Counter[str] = Counter()
+        self.meter_down: dict[int, float] = {}  # connector -> when its meter comes back
+        self.reader_down_until: float | None = None
 
     # --- observing the daemon -----------------------------------------------------
 
@@ -235,6 +247,10 @@ class Chaos:
             f"connector {connector} to see the cable",
         )
         self.log.read()
+        if self.reader_down_until is not None:
+            self.tap_dead_reader(card)
+            self.reader_back()
+        attempt.tapped = time.monotonic()
         self.daemon.request("card", uid=card)
         # The station logs each decision ("<card> accepted (<why>)") before acting on it.
         seen = ""
@@ -264,6 +280,7 @@ class Chaos:
         if not attempt.accepted:
             self.counts["refused"] += 1
             assert self.tx_of(self.state(), connector) is None
+            attempt.ended = time.monotonic()
             self.leave(connector)
             return
         self.counts["offline starts" if not online else "online starts"] += 1
@@ -303,6 +320,9 @@ class Chaos:
             attempt.paused = False
             attempt.min_end = time.monotonic() + self.rng.uniform(0.5, 1.5)
             return
+        if how == "card" and self.reader_down_until is not None:
+            self.tap_dead_reader(attempt.card)  # nothing happens: the driver unplugs
+            how = "unplug"
         if how == "card":
             attempt.reason = "Local"
             self.daemon.request("card", uid=attempt.card)
@@ -310,6 +330,7 @@ class Chaos:
             attempt.reason = "EVDisconnected"
             self.daemon.request("unplug", connector=connector)
         self.wait(lambda s: self.tx_of(s, connector) is None, f"the end of {attempt}")
+        attempt.ended = time.monotonic()
         del self.active[connector]
         self.leave(connector)
 
@@ -318,12 +339,16 @@ class Chaos:
         for attempt in self.active.values():
             attempt.reason = reason
         ended = list(self.active)
-        self.active.clear()
         self.cut_until = None  # a new process: the link is allowed again
+        self.meter_down.clear()  # ... and the simulated parts work again
+        self.reader_down_until = None
         self.wait(
             lambda s: all(c["transaction"] is None for c in s["connectors"]),
             "the interrupted transactions to be closed",
         )
+        for attempt in self.active.values():
+            attempt.ended = time.monotonic()
+        self.active.clear()
         for connector in ended:
             self.leave(connector)
 
@@ -420,6 +445,42 @@ class Chaos:
             self.csms.ignore(action, 1)
             self.counts["calls left unanswered"] += 1
 
+    def meter_dropout(self) -> None:
+        """A meter stops answering, for less or more than meter_offline_after."""
+        up = [c for c in range(1, self.connectors + 1) if c not in self.meter_down]
+        if not up:
+            return
+        connector = self.rng.choice(up)
+        self.counts["meter dropouts"] += 1
+        self.daemon.request("fault_raise", kind="meter", connector=connector)
+        self.meter_down[connector] = time.monotonic() + self.rng.uniform(0.3, 4.0)
+
+    def reader_fault(self) -> None:
+        if self.reader_down_until is not None:
+            return
+        self.counts["reader faults"] += 1
+        self.daemon.request("fault_raise", kind="reader", connector=0)
+        self.reader_down_until = time.monotonic() + self.rng.uniform(0.5, 4.0)
+
+    def tap_dead_reader(self, card: str) -> None:
+        self.counts["taps on a dead reader"] += 1
+        with pytest.raises(ControlError, match="reader is offline"):
+            self.daemon.request("card", uid=card)
+
+    def reader_back(self) -> None:
+        self.daemon.request("fault_clear", kind="reader", connector=0)
+        self.reader_down_until = None
+
+    def repair(self, force: bool = False) -> None:
+        """Meters and the reader whose time is up answer again."""
+        now = time.monotonic()
+        for connector, until in list(self.meter_down.items()):
+            if force or now >= until:
+                self.daemon.request("fault_clear", kind="meter", connector=connector)
+                del self.meter_down[connector]
+        if self.reader_down_until is not None and (force or now >= self.reader_down_until):
+            self.reader_back()
+
     def revoke(self) -> None:
         """Block a cached card at the CSMS while the station is offline, and use it:
         accepted from the cache, then DeAuthorized once the CSMS answers its start."""
@@ -445,6 +506,7 @@ class Chaos:
             if not attempt.revoked or self.tx_of(self.state(), connector) is not None:
                 continue
             attempt.reason = "DeAuthorized"
+            attempt.ended = time.monotonic()
             del self.active[connector]
             self.leave(connector)
             # The station learnt "Blocked" from the StartTransaction answer; the CSMS
@@ -469,6 +531,7 @@ class Chaos:
         dt = self.rng.uniform(0.05, 0.3)
         time.sleep(dt)
         self.restore()
+        self.repair()
         self.settle_revoked()
         now = time.monotonic()
         due = [c for c, a in self.active.items() if not a.revoked and now >= a.min_end]
@@ -482,7 +545,11 @@ class Chaos:
         if free and self.wants_more() and not revoked and self.rng.random() < 0.7:
             self.begin(self.rng.choice(free), self.pick_card())
             return
-        faults: list[tuple[float, Any]] = [(0.4, self.protocol_fault)]
+        faults: list[tuple[float, Any]] = [
+            (0.4, self.protocol_fault),
+            (0.15, self.meter_dropout),
+            (0.1, self.reader_fault),
+        ]
         if not revoked:  # a revoked card's transaction must end by the CSMS's answer
             faults += [(0.1, self.kill), (0.06, self.term)]
             if self.active and not self.offline():
@@ -507,6 +574,7 @@ class Chaos:
             self.step()
         # Restore everything and let the station deliver its backlog.
         self.restore(force=True)
+        self.repair(force=True)
         self.csms.clear_overrides()
         deadline = time.monotonic() + 60
         while self.active:  # a revoked card's transaction ends once online
@@ -595,7 +663,57 @@ def check(chaos: Chaos) -> dict[int, TransactionView]:
     return views
 
 
-def summary(chaos: Chaos, views: dict[int, TransactionView], elapsed: float) -> str:
+@dataclass
+class PowerPath:
+    """What the power-path check saw: contactor closings and the reaction times (s)
+    from the pilot leaving C/D to the contactor opening."""
+
+    closings: int
+    reactions: list[float]
+
+
+def check_power_path(events: list[dict[str, Any]], attempts: list[Attempt]) -> PowerPath:
+    """The safety invariant, from the simulation's own record of the power path
+    (hwsim.event_log) and the sessions the driver was authorized for."""
+    assert events, "the simulation kept no event log"
+    pilot: dict[int, str] = {}
+    output: dict[int, str] = {}
+    closed: dict[int, bool] = {}
+    left_at: dict[int, float] = {}  # the pilot left C/D with the contactor closed
+    closings, reactions = 0, []
+    for e in events:
+        c, t = e["c"], e["t"]
+        if e["ev"] == "start":  # a new process: every output off
+            closed.clear()
+            left_at.clear()
+            output.clear()
+        elif e["ev"] == "output":
+            output[c] = e["mode"]
+        elif e["ev"] == "pilot":
+            assert c not in left_at, f"connector {c}: pilot moved on before the contactor opened"
+            pilot[c] = e["state"]
+            if closed.get(c) and e["state"] not in ("C", "D"):
+                left_at[c] = t
+        elif e["ev"] == "contactor" and e["closed"]:
+            closings += 1
+            where = f"connector {c} closed at {t:.3f} in state {pilot.get(c)}"
+            assert pilot.get(c) in ("C", "D"), where
+            assert output.get(c) == "pwm", f"{where} with the pilot output {output.get(c)}"
+            assert any(
+                a.connector == c and a.accepted and a.tapped <= t <= a.ended for a in attempts
+            ), f"{where} outside any authorized session"
+            closed[c] = True
+        elif e["ev"] == "contactor":
+            if c in left_at:
+                reactions.append(t - left_at.pop(c))
+            closed[c] = False
+    assert closings >= sum(1 for a in attempts if a.charged)
+    return PowerPath(closings, reactions)
+
+
+def summary(
+    chaos: Chaos, views: dict[int, TransactionView], power: PowerPath, elapsed: float
+) -> str:
     records = chaos.csms.records
     calls = [r for r in records if r.direction == "in" and r.message_type == "CALL"]
     tx_calls = [r for r in calls if r.action in TX_ACTIONS]
@@ -611,7 +729,21 @@ def summary(chaos: Chaos, views: dict[int, TransactionView], elapsed: float) -> 
         f"{len(views)} transactions, stops {dict(reasons)}; {faults}; "
         f"{len(calls)} calls from the station ({len(tx_calls)} transaction messages); "
         f"retransmissions recognised: {resent_starts} StartTransaction, "
-        f"{resent_stops} StopTransaction, {resent_values} MeterValues"
+        f"{resent_stops} StopTransaction, {resent_values} MeterValues; "
+        f"contactor closed {power.closings} times, only in authorized C/D; "
+        f"pilot left C/D while closed {len(power.reactions)} times, opened after "
+        f"{_ms(power.reactions)}"
+    )
+
+
+def _ms(values: list[float]) -> str:
+    if not values:
+        return "-"
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return (
+        f"median {statistics.median(ordered) * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms, "
+        f"max {ordered[-1] * 1e3:.1f} ms"
     )
 
 
@@ -635,6 +767,7 @@ def test_chaos(
         },
         connectors=[{"max_current": 16}] * connectors,
         csms={"response_timeout": 3},
+        hardware={"sim_event_log": True},
     )
     chaos = Chaos(seed, connectors, sessions, daemon, csms)
     chaos.wait_link()
@@ -642,7 +775,39 @@ def test_chaos(
         daemon.request("meter_set", connector=connector, wh=1000.0 * connector)
     chaos.run()
     views = check(chaos)
-    print("\n" + summary(chaos, views, time.monotonic() - began))
+    events = read_events(daemon.dir / "state" / "sim-events.jsonl")
+    power = check_power_path(events, chaos.attempts)
+    print("\n" + summary(chaos, views, power, time.monotonic() - began))
+
+
+def test_the_power_path_check_fails_on_each_kind_of_violation() -> None:
+    session = Attempt(1, 1, KNOWN[0], True, True, accepted=True, tapped=10.0, ended=20.0)
+
+    def events(*rows: tuple[float, str, dict[str, Any]]) -> list[dict[str, Any]]:
+        start = [{"t": 0.0, "c": 0, "ev": "start"}, {"t": 0.0, "c": 1, "ev": "pilot", "state": "A"}]
+        return start + [{"t": t, "c": 1, "ev": ev, **fields} for t, ev, fields in rows]
+
+    charging = [
+        (11.0, "pilot", {"state": "B"}),
+        (11.1, "output", {"mode": "pwm", "duty": 26.7}),
+        (11.2, "pilot", {"state": "C"}),
+        (11.3, "contactor", {"closed": True}),
+    ]
+    unplugged = [(12.0, "pilot", {"state": "A"}), (12.001, "contactor", {"closed": False})]
+    ok = check_power_path(events(*charging, *unplugged), [session])
+    assert ok.closings == 1 and ok.reactions == [pytest.approx(0.001)]
+
+    violations = {
+        "in state B": events(*charging[:2], (11.3, "contactor", {"closed": True})),
+        "with the pilot output x1": events(
+            *charging[:2], (11.15, "output", {"mode": "x1", "duty": 100.0}), *charging[2:]
+        ),
+        "outside any authorized session": events(*[(t + 10, e, f) for t, e, f in charging]),
+        "pilot moved on": events(*charging, (12.0, "pilot", {"state": "B"}), unplugged[0]),
+    }
+    for what, log in violations.items():
+        with pytest.raises(AssertionError, match=what):
+            check_power_path(log, [session])
 
 
 # --- the daemon bugs the chaos found, pinned down ------------------------------------------

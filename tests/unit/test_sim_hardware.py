@@ -419,3 +419,40 @@ def test_the_simulated_world_outlives_the_daemon(tmp_path: Path) -> None:
     again = SimHardware(1, world_file=world)
     assert again.connector(1).meter.energy_wh == pytest.approx(1234.5)
     assert again.ev(1).plugged and again.ev(1).asking
+
+
+def test_event_log_records_the_power_path_in_order_across_runs(tmp_path: Path) -> None:
+    """Each run begins with a `start` line; pilot states, outputs and contactor
+    commands follow in the order they happened."""
+    from hwsim.event_log import read_events
+
+    log = tmp_path / "events.jsonl"
+
+    async def one_run() -> None:
+        hw = SimHardware(1, ev_reaction_s=REACT, event_log=log)
+        await charging(hw)
+        hw.contactors[0].set_closed(True)
+        hw.unplug(1)
+        hw.contactors[0].set_closed(False)
+        await hw.stop()
+        hw.close()
+
+    run(one_run)
+    run(one_run)
+    events = read_events(log)
+    runs = [i for i, e in enumerate(events) if e["ev"] == "start"]
+    assert len(runs) == 2
+    first = [(e["ev"], e.get("state", e.get("mode", e.get("closed")))) for e in events[: runs[1]]]
+    assert first == [
+        ("start", None),
+        ("pilot", "A"),
+        ("pilot", "B"),
+        ("output", "pwm"),
+        ("pilot", "C"),
+        ("contactor", True),
+        ("pilot", "A"),
+        ("contactor", False),
+        ("output", "x1"),
+    ]
+    times = [e["t"] for e in events]
+    assert times == sorted(times)
