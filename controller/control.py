@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "fault_clear": (("kind", "connector"), "clear a hardware fault"),
     "link_cut": ((), "drop the CSMS link and keep it down"),
     "link_restore": ((), "allow the CSMS link again"),
+    "hang": (("seconds",), "block the main loop (a test hook: only with EVSED_TEST_HOOKS=1)"),
 }
 FAULT_KINDS = [k.value for k in FaultKind]
 
@@ -124,7 +126,20 @@ class ControlServer:
         if cmd == "link_restore":
             self._link_restore()
             return None
+        if cmd == "hang":
+            return self._hang(request["seconds"])
         return self._simulate(cmd, request)
+
+    def _hang(self, seconds: Any) -> None:
+        """Freeze the event loop, as a deadlock would: the system tests check that the
+        systemd watchdog then kills and restarts the daemon. Off unless the service's
+        environment enables test hooks. The answer is sent before the loop freezes."""
+        if os.environ.get("EVSED_TEST_HOOKS") != "1":
+            raise ControlError("hang is a test hook; the daemon runs without EVSED_TEST_HOOKS=1")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+            raise ControlError(f"seconds must be a positive number, got {seconds!r}")
+        log.warning("test hook: blocking the main loop for %s s", seconds)
+        asyncio.get_running_loop().call_soon(time.sleep, float(seconds))
 
     def _simulate(self, cmd: str, r: dict[str, Any]) -> Any:
         sim = self._sim

@@ -2,6 +2,9 @@
 
 A commanded reset ends in a real restart of the process (exec of the same
 command line), so everything is built anew exactly as after a power cycle.
+Under systemd the daemon reports READY=1 once the store is open and the
+hardware has started, pings the watchdog from its main loop and keeps a STATUS
+line saying what the station is doing.
 """
 
 from __future__ import annotations
@@ -22,12 +25,31 @@ from controller.core.status import StopReason
 from controller.logs import setup_logging
 from controller.ocpp.v16.charge_point import ChargePoint16, LinkSettings
 from controller.ocpp.v16.keys import ConfigurationKeys, core_keys
+from controller.provision import failed_provisioning
 from controller.station import Station
 from controller.store import Store
+from controller.systemd import Notifier
 
 log = logging.getLogger("evsed.daemon")
 
 SHUTDOWN_S = 3.0  # the most a stop or a reset waits for the CSMS link to wind down
+STATUS_EVERY_S = 2.0  # how often the systemd STATUS line is brought up to date
+
+
+def status_text(state: dict[str, Any]) -> str:
+    """One line for `systemctl status`: each connector, the CSMS link, the backlog."""
+    parts = []
+    for c in state["connectors"]:
+        text = f"{c['connector']} {c['status']}"
+        if c["status"] == "Faulted" and c["error_code"] != "NoError":
+            text += f" ({c['error_code']})"
+        tx = c["transaction"]
+        if tx is not None:
+            text += f" (tx {tx['csms_id'] if tx['csms_id'] is not None else '~' + str(tx['id'])})"
+        parts.append(text)
+    link = state["ocpp"]
+    csms = f"CSMS {link['registration']}" if link["connected"] else "CSMS offline"
+    return f"connector {', '.join(parts)}; {csms}; {state['queued_messages']} queued"
 
 
 def build_hardware(config: Config) -> tuple[Any, Any]:
@@ -64,6 +86,10 @@ def build_hardware(config: Config) -> tuple[Any, Any]:
 
 async def serve(config: Config) -> StopReason | None:
     """Run until a signal (None) or a reset (the reset's reason)."""
+    notifier = Notifier()
+    # From the start: a slow start-up must not look like a hung loop.
+    keepalive = asyncio.ensure_future(notifier.keepalive())
+    notifier.status("starting: opening the store")
     store = Store(
         config.state.dir / "evsed.db", budget_bytes=int(config.state.queue_budget_mb * 1e6)
     )
@@ -116,9 +142,13 @@ async def serve(config: Config) -> StopReason | None:
         keys,
         store,
     )
+
+    def snapshot() -> dict[str, Any]:
+        return {**station.snapshot(), "ocpp": link.link_state()}
+
     control = ControlServer(
         config.control.socket,
-        lambda: {**station.snapshot(), "ocpp": link.link_state()},
+        snapshot,
         simulation,
         link.cut,
         link.restore,
@@ -129,6 +159,7 @@ async def serve(config: Config) -> StopReason | None:
 
     def on_signal() -> None:
         if not finished.done():
+            notifier.stopping("stopping: outputs off, closing the CSMS link")
             station.note_restart(StopReason.REBOOT)
             finished.set_result(None)
 
@@ -153,7 +184,19 @@ async def serve(config: Config) -> StopReason | None:
             disarm_on_close=True,
         )
     link_task: asyncio.Task[None] | None = None
+    status_task: asyncio.Task[None] | None = None
+    rejected = failed_provisioning(config.state.dir)
+    for problem in rejected or ():
+        log.error("the configuration on the boot partition was not used: %s", problem)
+    prefix = "boot-partition configuration rejected (evsed-problems.txt); " if rejected else ""
+
+    async def keep_status() -> None:
+        while True:
+            notifier.status(prefix + status_text(snapshot()))
+            await asyncio.sleep(STATUS_EVERY_S)
+
     try:
+        notifier.status("starting: hardware")
         await station.start()
         await control.start()
         if watchdog is not None:
@@ -162,8 +205,13 @@ async def serve(config: Config) -> StopReason | None:
         # What is allocated by now lives for the whole run: keep full collections
         # (tens of ms on a Pi) from walking it while the pilot is polled.
         gc.freeze()
+        log.info("evsed ready: store open, hardware started, control on %s", control.path)
+        notifier.ready(prefix + status_text(snapshot()))
+        status_task = asyncio.ensure_future(keep_status())
         return await finished
     finally:
+        if status_task is not None:
+            status_task.cancel()
         # Outputs off first, whatever else may hang below.
         await station.stop()
         if link_task is not None:
@@ -178,6 +226,7 @@ async def serve(config: Config) -> StopReason | None:
             simulation.close()
         authorizer.close()
         store.close()
+        keepalive.cancel()
         log.info("evsed stopped")
 
 

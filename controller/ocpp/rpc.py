@@ -328,7 +328,11 @@ class RpcSession:
         self, unique_id: str, action: str, payload: dict[str, Any], big: bool = False
     ) -> None:
         if not self._accept_calls(action):
-            log.info("ignored %s: not answering calls in this registration state", action)
+            log.info(
+                "ignored %s: not answering calls in this registration state",
+                action,
+                extra={"action": action},
+            )
             return
         try:
             if action not in self._known:
@@ -348,7 +352,7 @@ class RpcSession:
             await self._send_error(unique_id, e.code, e.description, e.details)
             return
         except Exception:
-            log.exception("handler for %s failed", action)
+            log.exception("handler for %s failed", action, extra={"action": action})
             await self._send_error(
                 unique_id, "InternalError", f"{action} failed inside the station"
             )

@@ -74,10 +74,15 @@ class Daemon:
         lines += [f"{k} = {_toml(v)}" for k, v in keys.items()]
         self.config.write_text("\n".join(lines) + "\n" + extra)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}  # extra environment of the daemon process
 
     def start(self, wait: bool = True) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'hw-sim'}"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'hw-sim'}",
+            **self.env,
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "controller", "run", "--config", str(self.config)],
             stdout=log,

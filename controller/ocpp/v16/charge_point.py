@@ -239,13 +239,18 @@ class ChargePoint16:
             try:
                 answer = await self._call("BootNotification", payload)
             except (OcppError, TimeoutError) as e:
-                log.warning("BootNotification failed: %s", e)
+                log.warning("BootNotification failed: %s", e, extra={"action": "BootNotification"})
                 await asyncio.sleep(self.settings.boot_retry)
                 continue
             self._set_clock(answer["currentTime"])
             self.registration = Registration(answer["status"])
             interval = int(answer["interval"])
-            log.info("BootNotification %s (interval %d s)", answer["status"], interval)
+            log.info(
+                "BootNotification %s (interval %d s)",
+                answer["status"],
+                interval,
+                extra={"action": "BootNotification"},
+            )
             if self.registration is Registration.ACCEPTED:
                 if interval > 0:
                     self.keys.change("HeartbeatInterval", str(interval))
@@ -314,17 +319,20 @@ class ChargePoint16:
                 self.store.mark_failed(message.id, "its StartTransaction was never accepted")
                 continue
             action, payload = rendered
+            where = {"action": action, "tx": message.tx_id}
             try:
                 answer = await self._call(action, payload)
             except (OcppError, TimeoutError) as e:
                 attempts = self.store.record_attempt(message.id, str(e))
                 limit = self.keys.get_int("TransactionMessageAttempts")
                 if attempts >= limit:
-                    log.error("giving up %s after %d attempts: %s", action, attempts, e)
+                    log.error(
+                        "giving up %s after %d attempts: %s", action, attempts, e, extra=where
+                    )
                     self.store.mark_failed(message.id, str(e))
                 else:
                     delay = self.keys.get_int("TransactionMessageRetryInterval") * attempts
-                    log.warning("%s failed (%s); retry in %d s", action, e, delay)
+                    log.warning("%s failed (%s); retry in %d s", action, e, delay, extra=where)
                     await asyncio.sleep(delay)
                 continue
             tx = self.store.transaction(message.tx_id) if message.tx_id is not None else None
