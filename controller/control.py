@@ -191,7 +191,11 @@ class ControlClient:
     def __init__(self, path: str | os.PathLike[str], timeout: float = 10.0) -> None:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
-        self._sock.connect(os.fspath(path))
+        try:
+            self._sock.connect(os.fspath(path))
+        except OSError:
+            self._sock.close()
+            raise
         self._file = self._sock.makefile("rwb")
 
     def request(self, cmd: str, **args: Any) -> Any:

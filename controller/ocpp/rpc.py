@@ -164,14 +164,15 @@ def _classify(version: str, error: ValidationError) -> OcppError:
 
 
 def redact(frame: str) -> str:
-    """Hide secret configuration values before a frame reaches a log."""
+    """Hide secret configuration values before a frame reaches a log; lone surrogates
+    (which no log sink can encode) are shown escaped."""
     for key in SECRET_KEYS:
         if key in frame:
             frame = re.sub(
                 rf'("key"\s*:\s*"{key}"\s*,\s*"value"\s*:\s*)"(?:[^"\\]|\\.)*"', r'\1"***"', frame
             )
             frame = re.sub(rf'("{key}"\s*:\s*)"(?:[^"\\]|\\.)*"', r'\1"***"', frame)
-    return frame
+    return frame.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class RpcSession:
@@ -240,7 +241,8 @@ class RpcSession:
         return dict(body)
 
     async def _send(self, text: str) -> None:
-        frames.debug("→ %s", redact(text))
+        if frames.isEnabledFor(logging.DEBUG):
+            frames.debug("→ %s", redact(text))
         await self._connection.send(text)
         self.last_sent = asyncio.get_running_loop().time()
 
@@ -258,7 +260,8 @@ class RpcSession:
             frames.debug("← %d bytes, not UTF-8", len(raw))
             self._spawn(self._send_error("-1", self._codes["format"], "frame is not UTF-8"))
             return
-        frames.debug("← %s", redact(text[:4000]))
+        if frames.isEnabledFor(logging.DEBUG):
+            frames.debug("← %s", redact(text[:4000]))
         if len(text) > BIG_FRAME:
             # Parsing and validating megabytes takes seconds on a Pi: not on the loop,
             # which must stay free to open the contactor.
@@ -314,7 +317,7 @@ class RpcSession:
     def _on_response(self, kind: int, unique_id: str, message: list[Any]) -> None:
         future = self._pending.get(unique_id)
         if future is None or future.done():
-            log.warning("dropped a response to no outstanding call (id %s)", unique_id[:40])
+            log.warning("dropped a response to no outstanding call (id %r)", unique_id[:40])
             return
         if kind == CALLRESULT and len(message) == 3 and isinstance(message[2], dict):
             future.set_result((CALLRESULT, message[2]))
@@ -329,7 +332,7 @@ class RpcSession:
     ) -> None:
         if not self._accept_calls(action):
             log.info(
-                "ignored %s: not answering calls in this registration state",
+                "ignored %r: not answering calls in this registration state",
                 action,
                 extra={"action": action},
             )

@@ -97,13 +97,15 @@ class FakePwmSysfs:
         self._chips: dict[int, Path] = {}
         for index, device in (chips if chips is not None else {2: PI5_PWM_DEVICE}).items():
             chip = self.sys / device / "pwm" / f"pwmchip{index}"
+            self._chips[index] = chip
+            if chip.exists():
+                continue  # made by an earlier run: sysfs outlives a restart of the daemon
             chip.mkdir(parents=True)
             (chip / "npwm").write_text(f"{npwm}\n")
             (chip / "export").write_text("")
             (chip / "unexport").write_text("")
             (chip / "device").symlink_to(Path("..") / "..")
             (self.class_dir / f"pwmchip{index}").symlink_to(os.path.relpath(chip, self.class_dir))
-            self._chips[index] = chip
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if react:

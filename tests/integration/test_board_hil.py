@@ -146,3 +146,12 @@ def test_socket_outlet_cable_rating_and_lock_through_the_real_drivers(
     assert answer["status"] == "Unlocked"
     assert csms.wait_for("StopTransaction", timeout=10)["reason"] == "UnlockCommand"
     assert daemon.state()["hardware"]["connectors"][0]["lock"] == {"locked": False}
+
+
+def test_the_daemon_restarts_on_the_same_simulated_board(board: Daemon, csms: CsmsThread) -> None:
+    """The fake sysfs (with the PWM channel the last run exported) outlives the daemon,
+    as the kernel's does; the next run takes it over and charges again."""
+    assert board.stop() == 0
+    board.start()
+    charge(board, csms)
+    board.wait(contactor_closed, 5, "the contactor to pull in after the restart")

@@ -104,3 +104,10 @@ def test_a_lone_surrogate_is_refused_before_anything_is_done() -> None:
     asyncio.run(scenario())
     assert started == []
     assert '"FormationViolation"' in sent[0] and sent[0].startswith('[4, "7"')
+
+
+def test_a_logged_frame_with_a_lone_surrogate_stays_encodable() -> None:
+    """Such a frame is refused, but its log line must not break the journal or a
+    report on its way (neither can encode a lone surrogate)."""
+    logged = redact('[2,"1","DataTransfer",{"vendorId":"\ud800"}]')
+    assert logged.encode("utf-8") == b'[2,"1","DataTransfer",{"vendorId":"\\ud800"}]'
