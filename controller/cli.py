@@ -1,4 +1,4 @@
-"""`evsed`: run the daemon, check a configuration, drive a simulated station, run the demo."""
+"""`evsed`: run the daemon, commission and update a station, drive a simulated one, run the demo."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any
 
 from controller import __version__
 from controller.config import ConfigError, load_config
+
+DEFAULT_CONFIG = "/etc/evsed/evsed.toml"  # where deploy/install.sh puts it
 
 
 def _load(path: str) -> Any:
@@ -97,6 +99,26 @@ def cmd_meter_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_selftest(args: argparse.Namespace) -> int:
+    from controller.selftest import main as selftest_main
+
+    return selftest_main(args.config, skip_csms=args.skip_csms)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from controller.status_report import main as status_main
+
+    path = _socket_path(args)
+    return 2 if path is None else status_main(path, as_json=args.json)
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    from controller.provision import BOOT_CANDIDATES, provision
+
+    sources = (Path(args.source),) if args.source else BOOT_CANDIDATES
+    return provision(sources, Path(args.target), Path(args.state_dir))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from controller.demo import main as demo_main
 
@@ -156,6 +178,34 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("port", help="serial port, e.g. /dev/ttyUSB0")
     probe.add_argument("--max-unit-id", type=int, default=3, help="scan unit ids 1..N")
     probe.set_defaults(func=cmd_meter_probe)
+
+    selftest = sub.add_parser(
+        "selftest", help="commissioning: check each configured part (the daemon stopped)"
+    )
+    selftest.add_argument(
+        "--config", "-c", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}"
+    )
+    selftest.add_argument("--skip-csms", action="store_true", help="do not contact the CSMS")
+    selftest.set_defaults(func=cmd_selftest)
+
+    status = sub.add_parser("status", help="what the running daemon is doing")
+    where = status.add_mutually_exclusive_group()
+    where.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
+    where.add_argument("--socket", help="the daemon's control socket")
+    status.add_argument("--json", action="store_true", help="the raw state as JSON")
+    status.set_defaults(func=cmd_status)
+
+    provision = sub.add_parser(
+        "provision", help="take a configuration from the boot partition (run at boot, as root)"
+    )
+    provision.add_argument("--source", help="default: /boot/firmware/evsed.toml, /boot/evsed.toml")
+    provision.add_argument("--target", default="/etc/evsed/evsed.toml")
+    provision.add_argument("--state-dir", default="/var/lib/evsed")
+    provision.set_defaults(func=cmd_provision)
+
+    from controller.update import add_parser as add_update_parser
+
+    add_update_parser(sub)
 
     demo = sub.add_parser("demo", help="a whole charging session on simulated hardware")
     demo.add_argument("--verbose", action="store_true", help="also show the daemon's log")

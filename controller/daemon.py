@@ -34,6 +34,9 @@ log = logging.getLogger("evsed.daemon")
 
 SHUTDOWN_S = 3.0  # the most a stop or a reset waits for the CSMS link to wind down
 STATUS_EVERY_S = 2.0  # how often the systemd STATUS line is brought up to date
+# How long the LED shows a rejected boot-partition configuration: while the installer
+# who dropped it is likely still at the box.
+PROVISIONING_NOTICE_S = 15 * 60
 
 
 def status_text(state: dict[str, Any]) -> str:
@@ -198,6 +201,8 @@ async def serve(config: Config) -> StopReason | None:
     try:
         notifier.status("starting: hardware")
         await station.start()
+        if rejected:
+            station.show_notice("ProvisioningFailed", PROVISIONING_NOTICE_S)
         await control.start()
         if watchdog is not None:
             await watchdog.start()  # fed from this loop: a hung loop resets the board

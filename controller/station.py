@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable
 from dataclasses import replace
 from datetime import datetime
@@ -33,6 +34,7 @@ from controller.core.connector import (
     StartTransaction,
     StopTransaction,
 )
+from controller.core.faults import FAULT_RULES
 from controller.core.iec61851 import PilotState
 from controller.core.station import CardRefused, RequestAuthorization, StationCore, StationEffect
 from controller.core.status import Status, StopReason
@@ -45,6 +47,7 @@ log = logging.getLogger("evsed.station")
 
 RESTART_REASON = "restart_reason"  # store meta key
 CHECKPOINT_S = 5.0  # most energy-reading time a power cut may take from a transaction
+RECENT_FAULTS = 10  # fault changes kept for `evsed status` (memory only)
 
 
 class CentralSystemLink(Protocol):
@@ -102,6 +105,11 @@ class Station:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.meter_poll_interval = 1.0
         self.meter_offline_after = 10.0
+        # The last fault changes (raised / cleared) for the control interface's state;
+        # in memory only: the journal keeps the full history.
+        self.recent_faults: deque[dict[str, Any]] = deque(maxlen=RECENT_FAULTS)
+        self._notice: asyncio.TimerHandle | None = None  # see show_notice()
+        self._fault_reported: dict[tuple[int, FaultKind], bool] = {}
         self._restore()
 
     # --- set-up -------------------------------------------------------------------
@@ -245,11 +253,27 @@ class Station:
             "raised" if active else "cleared",
             extra={"connector": connector},
         )
+        self._note_fault(connector, kind, active)
         now = time.monotonic()
         if connector == 0:
             self._after(self.core.station_fault(kind, active, now))
         else:
             self._after(self.core.connector(connector).fault(kind, active, now))
+
+    def _note_fault(self, connector: int, kind: FaultKind, active: bool) -> None:
+        """Keep a change (not a repeated report) in `recent_faults`, with its wall time."""
+        if self._fault_reported.get((connector, kind), False) == active:
+            return
+        self._fault_reported[(connector, kind)] = active
+        self.recent_faults.append(
+            {
+                "time": self.clock.iso(),
+                "connector": connector,
+                "kind": kind.value,
+                "error_code": FAULT_RULES[kind].error_code,
+                "active": active,
+            }
+        )
 
     def _on_cable(self, connector: int, rating_a: float | None) -> None:
         log.info("cable rating %s A", rating_a, extra={"connector": connector})
@@ -402,8 +426,25 @@ class Station:
                 )
                 if self.link is not None:
                     self.link.status_changed(n, status)
-                if n == 1 and self.hw.indicator is not None:
+                if n == 1 and self.hw.indicator is not None and self._notice is None:
                     self.hw.indicator.show(status.status.value)
+
+    def show_notice(self, pattern: str, seconds: float) -> None:
+        """Show a station notice (e.g. "ProvisioningFailed") on the status LED for a
+        while instead of connector 1's status, for the installer standing at the box."""
+        if self.hw.indicator is None:
+            return
+        loop = asyncio.get_running_loop()
+        if self._notice is not None:
+            self._notice.cancel()
+        self._notice = loop.call_later(seconds, self._end_notice)
+        self.hw.indicator.show(pattern)
+
+    def _end_notice(self) -> None:
+        self._notice = None
+        status = self._reported.get(1)
+        if status is not None and self.hw.indicator is not None:
+            self.hw.indicator.show(status.status.value)
 
     def statuses(self) -> dict[int, Status]:
         return dict(self._reported)
@@ -707,4 +748,5 @@ class Station:
             "queued_messages": self.store.pending_count(),
             "queued_bytes": self.store.queued_bytes,
             "connectors": connectors,
+            "recent_faults": list(self.recent_faults),
         }

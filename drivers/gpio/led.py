@@ -47,6 +47,8 @@ RGB_PATTERNS: dict[str, Pattern] = {
     "Reserved": Pattern(YELLOW),
     "Unavailable": DARK,
     "Faulted": Pattern(RED, 0.1, 0.1),
+    # Not a connector status: the configuration on the boot partition was rejected.
+    "ProvisioningFailed": Pattern(YELLOW, 0.1, 0.1),
 }
 
 # A single LED only has rhythm: steady, slow, mostly-on, short flash, fast.
@@ -60,6 +62,7 @@ MONO_PATTERNS: dict[str, Pattern] = {
     "Reserved": Pattern(RED, 0.1, 0.9),
     "Unavailable": DARK,
     "Faulted": Pattern(RED, 0.1, 0.1),
+    "ProvisioningFailed": Pattern(RED, 0.3, 0.3),
 }
 
 

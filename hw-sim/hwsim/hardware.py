@@ -410,6 +410,16 @@ class SimReader(_FaultSource):
         return True
 
 
+class SimIndicator:
+    """The status LED: remembers what it was last asked to show."""
+
+    def __init__(self) -> None:
+        self.showing: str | None = None
+
+    def show(self, status: str) -> None:
+        self.showing = status
+
+
 class SimConnector:
     """The parts of one connector and the EV plugged into it, wired together."""
 
@@ -519,10 +529,11 @@ class SimHardware:
         self.sim_reader = SimReader(self._sched)
         self.reader: CardReader | None = self.sim_reader
         # This simulation sits at the driver interface: its connectors have fixed cables,
-        # no separate RCM (trips come through the contactor), no e-stop and no LED.
+        # no separate RCM (trips come through the contactor) and no e-stop.
         self.rcms: list[ResidualCurrentMonitor | None] = [None] * connectors
         self.station_inputs: list[FaultSource] = []
-        self.indicator: Indicator | None = None
+        self.sim_indicator = SimIndicator()
+        self.indicator: Indicator | None = self.sim_indicator
         self._events = EventLog(event_log) if event_log is not None else None
         if self._events is not None:
             for c in self.connectors:
@@ -667,6 +678,7 @@ class SimHardware:
         return {
             "connectors": [c.snapshot() for c in self.connectors],
             "reader": {"online": self.sim_reader.online},
+            "indicator": self.sim_indicator.showing,
             "faults": faults,
         }
 

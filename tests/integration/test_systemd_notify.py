@@ -57,7 +57,9 @@ def notify(tmp_path: Path) -> Iterator[NotifySocket]:
     sock.sock.close()
 
 
-def test_ready_status_and_stopping(make_daemon: Any, csms: CsmsThread, notify: NotifySocket) -> None:
+def test_ready_status_and_stopping(
+    make_daemon: Any, csms: CsmsThread, notify: NotifySocket
+) -> None:
     daemon = make_daemon(start=False)
     daemon.env = {"NOTIFY_SOCKET": str(notify.path)}
     daemon.start(wait=False)
@@ -113,3 +115,22 @@ def test_the_hang_hook_is_off_without_the_test_environment(make_daemon: Any) -> 
     with pytest.raises(ControlError, match="test hook"):
         daemon.request("hang", seconds=1)
     assert daemon.request("hello")
+
+
+def test_a_rejected_boot_partition_configuration_is_shown(
+    make_daemon: Any, notify: NotifySocket
+) -> None:
+    """`evsed provision` left a marker: STATUS says so, and so does the status LED."""
+    daemon = make_daemon(start=False)
+    state = daemon.dir / "state"
+    state.mkdir()
+    (state / "provisioning-failed.json").write_text(
+        '{"source": "/boot/firmware/evsed.toml", "problems": ["station.id: too long"]}'
+    )
+    daemon.env = {"NOTIFY_SOCKET": str(notify.path)}
+    daemon.start(wait=False)
+    ready = notify.wait_for(lambda m: m.get("READY") == "1", "READY=1")
+    assert ready["STATUS"].startswith("boot-partition configuration rejected")
+    daemon.wait_ready()
+    assert daemon.state()["hardware"]["indicator"] == "ProvisioningFailed"
+    assert "station.id: too long" in daemon.log()
