@@ -29,11 +29,11 @@ from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from controller.ocpp.v16.features import all_keys
 from controller.ocpp.v16.keys import (
     ConfigurationKeys,
     KeySpec,
     Kind,
-    core_keys,
     parse_bool,
     split_csl,
 )
@@ -1488,7 +1488,7 @@ def _parse_ocpp(t: _Table, number_of_connectors: int) -> OcppConfig:
     on_idle_only = t.boolean("heartbeat_on_idle_only", _OCPP.heartbeat_on_idle_only)
     resume = t.boolean("resume_transactions", _OCPP.resume_transactions)
     keys_table = t.table("keys")
-    specs = core_keys(number_of_connectors)
+    specs = all_keys(number_of_connectors)
     registry = ConfigurationKeys(specs)
     accepted: dict[str, str] = {}
     for name, raw in keys_table.entries():

@@ -23,8 +23,9 @@ from controller.control import ControlServer
 from controller.core.connector import ConnectorSettings
 from controller.core.status import StopReason
 from controller.logs import setup_logging
+from controller.ocpp.v16 import features
 from controller.ocpp.v16.charge_point import ChargePoint16, LinkSettings
-from controller.ocpp.v16.keys import ConfigurationKeys, core_keys
+from controller.ocpp.v16.keys import ConfigurationKeys
 from controller.provision import failed_provisioning
 from controller.station import Station
 from controller.store import Store
@@ -97,7 +98,7 @@ async def serve(config: Config) -> StopReason | None:
         config.state.dir / "evsed.db", budget_bytes=int(config.state.queue_budget_mb * 1e6)
     )
     keys = ConfigurationKeys(
-        core_keys(len(config.connectors)),
+        features.all_keys(len(config.connectors)),
         initial=config.ocpp.keys,
         persisted=store.config_keys(),
         persist=store.set_config_key,
@@ -145,6 +146,7 @@ async def serve(config: Config) -> StopReason | None:
         keys,
         store,
     )
+    features.attach(link)
 
     def snapshot() -> dict[str, Any]:
         return {**station.snapshot(), "ocpp": link.link_state()}

@@ -24,6 +24,9 @@ FAILED_KEPT = 1000  # messages given up, kept for diagnostics
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS config_keys (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (kind, key)
+);
 CREATE TABLE IF NOT EXISTS availability (
     connector INTEGER PRIMARY KEY, operative INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS transactions (
@@ -154,6 +157,29 @@ class Store:
 
     def set_config_key(self, name: str, value: str) -> None:
         self._write("INSERT OR REPLACE INTO config_keys VALUES (?, ?)", (name, value))
+
+    # --- records: small JSON documents of the features (reservations, profiles, ...) -------
+
+    def records(self, kind: str) -> dict[str, Any]:
+        rows = self._db.execute("SELECT key, value FROM records WHERE kind = ?", (kind,))
+        return {r[0]: json.loads(r[1]) for r in rows}
+
+    def put_record(self, kind: str, key: str, value: Any) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO records VALUES (?, ?, ?)", (kind, key, json.dumps(value))
+        )
+
+    def delete_record(self, kind: str, key: str) -> None:
+        self._write("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
+
+    def replace_records(self, kind: str, records: dict[str, Any]) -> None:
+        """All records of `kind` become `records`, atomically."""
+        with self.atomic():
+            self._db.execute("DELETE FROM records WHERE kind = ?", (kind,))
+            self._db.executemany(
+                "INSERT INTO records VALUES (?, ?, ?)",
+                [(kind, key, json.dumps(value)) for key, value in records.items()],
+            )
 
     def availability(self) -> dict[int, bool]:
         rows = self._db.execute("SELECT connector, operative FROM availability")

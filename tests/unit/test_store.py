@@ -118,3 +118,21 @@ def test_failed_messages_are_kept_for_diagnostics_out_of_the_queue(tmp_path: Pat
     store.mark_failed(first, "InternalError")
     assert store.queued_bytes == 0 and store.pending_count() == 0
     assert store.failed_messages() == [(first, "meter", "InternalError")]
+
+
+def test_records_survive_a_reopen_and_replace_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "evsed.db"
+    store = Store(path)
+    store.put_record("reservation", "7", {"connector": 1, "idTag": "A"})
+    store.put_record("profile", "1", {"stackLevel": 0})
+    store.replace_records("profile", {"2": {"stackLevel": 1}, "3": {"stackLevel": 2}})
+    store.close()
+    store = Store(path)
+    assert store.records("reservation") == {"7": {"connector": 1, "idTag": "A"}}
+    assert sorted(store.records("profile")) == ["2", "3"]
+    with pytest.raises(TypeError):  # not JSON: nothing of the replacement is kept
+        store.replace_records("profile", {"4": {"x": object()}})
+    assert sorted(store.records("profile")) == ["2", "3"]
+    store.delete_record("reservation", "7")
+    assert store.records("reservation") == {}
+    store.close()

@@ -77,6 +77,9 @@ class ChargePoint16:
         self.link_allowed.set()
         self.restart_requested: asyncio.Future[StopReason | None] | None = None
         self.vendors: dict[str, DataTransferHandler] = {}
+        # The feature profiles beyond Core (controller.ocpp.v16.features): each adds
+        # its handlers, and is told when the CSMS has accepted the station.
+        self.features: list[Any] = []
         self._statuses: dict[int, tuple[Status, str]] = {}
         self._status_event = asyncio.Event()
         self._outbox_event = asyncio.Event()
@@ -217,7 +220,11 @@ class ChargePoint16:
         # Statuses are not queued while offline: the current one of every connector is sent.
         for connector, status in sorted(self.station.statuses().items()):
             self.status_changed(connector, status)
-        await asyncio.gather(self._send_statuses(), self._deliver_outbox(), self._heartbeat())
+        # Each feature's work while connected (e.g. notifications it owes the CSMS).
+        online = [f.while_connected() for f in self.features if hasattr(f, "while_connected")]
+        await asyncio.gather(
+            self._send_statuses(), self._deliver_outbox(), self._heartbeat(), *online
+        )
 
     async def _call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         rpc = self.rpc
@@ -410,7 +417,7 @@ class ChargePoint16:
             "RemoteStopTransaction": self._remote_stop,
             "Reset": self._reset,
             "UnlockConnector": self._unlock_connector,
-        }
+        } | {action: h for f in self.features for action, h in f.handlers().items()}
 
     async def _change_availability(self, req: dict[str, Any]) -> dict[str, Any]:
         operative = req["type"] == "Operative"
@@ -435,7 +442,8 @@ class ChargePoint16:
             unknown = []
         answer: dict[str, Any] = {
             "configurationKey": [
-                {"key": spec.name, "readonly": spec.readonly, "value": value}
+                {"key": spec.name, "readonly": spec.readonly}
+                | ({} if spec.write_only else {"value": value})
                 for spec, value in known
             ]
         }

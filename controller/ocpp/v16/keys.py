@@ -53,6 +53,10 @@ class KeySpec:
     allowed_items: tuple[str, ...] | None = None  # CSL vocabulary
     max_items_key: str | None = None  # CSL length limit, named by another key
     item_check: Callable[[str], bool] | None = None
+    # Secrets (AuthorizationKey): GetConfiguration lists the key without its value.
+    write_only: bool = False
+    # A rule that needs the current value: (current, new) -> why not, or None.
+    change_check: Callable[[str, str], str | None] | None = None
 
 
 def _phase_rotation_item(item: str) -> bool:
@@ -69,8 +73,11 @@ def _measurand_list(name: str, default: str) -> tuple[KeySpec, KeySpec]:
     )
 
 
-def core_keys(number_of_connectors: int) -> dict[str, KeySpec]:
-    """Every Core-profile key evsed implements, with its default and access."""
+def core_keys(
+    number_of_connectors: int, profiles: tuple[str, ...] = ("Core", "LocalAuthListManagement")
+) -> dict[str, KeySpec]:
+    """Every Core-profile key evsed implements, with its default and access;
+    `profiles` is what SupportedFeatureProfiles reports."""
     specs = [
         KeySpec("AllowOfflineTxForUnknownId", Kind.BOOL, "false"),
         KeySpec("AuthorizationCacheEnabled", Kind.BOOL, "true"),
@@ -112,7 +119,7 @@ def core_keys(number_of_connectors: int) -> dict[str, KeySpec]:
         KeySpec(
             "SupportedFeatureProfiles",
             Kind.CSL,
-            "Core,LocalAuthListManagement",
+            ",".join(profiles),
             readonly=True,
         ),
         KeySpec("TransactionMessageAttempts", Kind.INT, "3", minimum=1),
@@ -197,6 +204,8 @@ class ConfigurationKeys:
         if spec is None:
             return ChangeResult.NOT_SUPPORTED
         if spec.readonly or self.check(name, value) is not None:
+            return ChangeResult.REJECTED
+        if spec.change_check is not None and spec.change_check(self._values[name], value):
             return ChangeResult.REJECTED
         if spec.kind is Kind.CSL:
             value = ",".join(split_csl(value))
