@@ -18,12 +18,14 @@ Only one outgoing CALL is outstanding at a time, as OCPP-J requires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import decimal
+import gc
 import itertools
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -32,6 +34,8 @@ from typing import Any, Protocol
 import ocpp
 from jsonschema import Draft4Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
+
+from controller.ocpp.big_json import loads_yielding
 
 log = logging.getLogger("evsed.ocpp")
 frames = logging.getLogger("evsed.ocpp.frames")
@@ -175,6 +179,25 @@ def redact(frame: str) -> str:
     return frame.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+_gc_pause = {"depth": 0, "resume": False}
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while any caller is inside (callers may overlap);
+    collection resumes when the last one leaves, if it was on before the first came."""
+    if _gc_pause["depth"] == 0:
+        _gc_pause["resume"] = gc.isenabled()
+        gc.disable()
+    _gc_pause["depth"] += 1
+    try:
+        yield
+    finally:
+        _gc_pause["depth"] -= 1
+        if _gc_pause["depth"] == 0 and _gc_pause["resume"]:
+            gc.enable()
+
+
 class RpcSession:
     """One OCPP-J conversation: dispatches incoming CALLs, correlates our CALLs."""
 
@@ -246,10 +269,11 @@ class RpcSession:
         await self._connection.send(text)
         self.last_sent = asyncio.get_running_loop().time()
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Future[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _on_frame(self, raw: str | bytes) -> None:
         try:
@@ -275,14 +299,21 @@ class RpcSession:
         self._route(message, big=False)
 
     async def _on_big_frame(self, text: str) -> None:
-        try:
-            message = await asyncio.to_thread(json.loads, text)
-        except (ValueError, RecursionError):
-            await self._send_error("-1", self._codes["format"], "frame is not valid JSON")
-            return
-        self._route(message, big=True)
+        # Hundreds of thousands of new objects: a full garbage collection over them would
+        # hold the interpreter for 100 ms and more; they are freed by reference counting.
+        with gc_paused():
+            try:
+                message = await asyncio.to_thread(loads_yielding, text)
+            except (ValueError, RecursionError):
+                await self._send_error("-1", self._codes["format"], "frame is not valid JSON")
+                return
+            handling = self._route(message, big=True)
+            del message
+            if handling is not None:
+                await asyncio.wait({handling})
 
-    def _route(self, message: Any, big: bool) -> None:
+    def _route(self, message: Any, big: bool) -> asyncio.Future[None] | None:
+        """Act on a parsed frame; returns the task that handles a CALL, if any."""
         unique_id = (
             message[1]
             if isinstance(message, list) and len(message) > 1 and isinstance(message[1], str)
@@ -294,7 +325,7 @@ class RpcSession:
                     unique_id or "-1", self._codes["protocol"], "not an OCPP-J message array"
                 )
             )
-            return
+            return None
         kind = message[0]
         if kind == CALL:
             if len(message) != 4 or not isinstance(message[2], str):
@@ -304,7 +335,7 @@ class RpcSession:
                     self._send_error(unique_id, self._codes["format"], "payload is not an object")
                 )
             else:
-                self._spawn(self._dispatch(unique_id, message[2], message[3], big))
+                return self._spawn(self._dispatch(unique_id, message[2], message[3], big))
         elif kind in (CALLRESULT, CALLERROR):
             self._on_response(kind, unique_id, message)
         else:
@@ -313,6 +344,7 @@ class RpcSession:
                     unique_id, self._codes["protocol"], f"unknown message type {kind!r}"
                 )
             )
+        return None
 
     def _on_response(self, kind: int, unique_id: str, message: list[Any]) -> None:
         future = self._pending.get(unique_id)

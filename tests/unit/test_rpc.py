@@ -111,3 +111,18 @@ def test_a_logged_frame_with_a_lone_surrogate_stays_encodable() -> None:
     report on its way (neither can encode a lone surrogate)."""
     logged = redact('[2,"1","DataTransfer",{"vendorId":"\ud800"}]')
     assert logged.encode("utf-8") == b'[2,"1","DataTransfer",{"vendorId":"\\ud800"}]'
+
+
+def test_collection_resumes_when_the_last_of_overlapping_big_frames_is_done() -> None:
+    import gc
+
+    from controller.ocpp.rpc import gc_paused
+
+    assert gc.isenabled()
+    first, second = gc_paused(), gc_paused()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first frame is done before the second
+    assert not gc.isenabled()
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
