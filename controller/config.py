@@ -155,6 +155,13 @@ class CsmsConfig:
     reconnect_min: float = 1.0
     reconnect_max: float = 60.0
     boot_retry: float = 60.0
+    # OCPP security profile (1.6 security whitepaper): 0 none, 1 Basic auth, 2 TLS + Basic
+    # auth, 3 TLS with a client certificate. The CSMS may raise it later, never lower it.
+    security_profile: int = 0
+    # PEM files an installer may provide; imported into <state.dir>/certs once at start.
+    ca_certificate: Path | None = None  # the CSMS root certificate(s)
+    client_certificate: Path | None = None  # the station's certificate (chain), profile 3
+    client_key: Path | None = None  # its private key
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +309,21 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FirmwareConfig:
+    """Firmware Management: how a downloaded firmware is installed, and the file
+    transfers of updates, diagnostics and logs."""
+
+    installer: str = "update"  # the A/B updater; "command": run install_command
+    install_command: tuple[str, ...] = ()  # argv; "{file}" is the downloaded file
+    update_root: Path = Path("/")  # where the A/B updater's directories are ("/" on a device)
+    manufacturer_roots: Path | None = None  # PEM: trusted firmware-signing root certificates
+    ca_file: Path | None = None  # PEM: CA certificates for https:// beyond the system's
+    log_file: Path | None = None  # the daemon's log when not under systemd, for diagnostics
+    max_download_mb: float = 512.0
+    transfer_timeout: float = 60.0  # s per network operation
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     station: StationConfig
     csms: CsmsConfig
@@ -313,6 +335,7 @@ class Config:
     logging: LoggingConfig
     board: BoardConfig = field(default_factory=BoardConfig)
     meters: tuple[MeterConfig, ...] = ()  # one per connector when hardware.meter = "modbus"
+    firmware: FirmwareConfig = field(default_factory=FirmwareConfig)
 
     @property
     def websocket_url(self) -> str:
@@ -330,6 +353,7 @@ _CONNECTOR = ConnectorConfig(max_current=0.0)
 _METER = MeterConfig(model="", port="")
 _OCPP = OcppConfig()
 _LOGGING = LoggingConfig()
+_FIRMWARE = FirmwareConfig()
 
 
 # --- problems ---------------------------------------------------------------
@@ -681,7 +705,27 @@ def _check_password(value: str) -> str | None:
     return None
 
 
-def _parse_csms(t: _Table) -> CsmsConfig:
+def _pem_file(t: _Table, key: str, what: str, base_dir: Path | None) -> Path | None:
+    """An optional PEM file: resolved like state.dir, and it must hold a PEM `what`
+    (its content is never quoted: it may be a private key)."""
+    value = t.string(key, "", lambda v: _check_path(v) if v else None)
+    if not value or not t.ok(key):
+        return None
+    path = _resolve(t, key, value, base_dir)
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        t.problem(key, f"cannot read {path}: {exc.strerror or exc.__class__.__name__}")
+        return None
+    if not re.search(rb"-----BEGIN [A-Z ]*" + what.encode() + rb"-----", data):
+        t.problem(key, f"{path} holds no PEM {what.lower()}")
+        return None
+    return path
+
+
+def _parse_csms(t: _Table, base_dir: Path | None = None) -> CsmsConfig:
     url = t.string("url", None, _check_csms_url)
     password = t.string("password", _CSMS.password, _check_password)
     response_timeout = t.number(
@@ -696,6 +740,21 @@ def _parse_csms(t: _Table) -> CsmsConfig:
             f"got {_fmt(reconnect_max)}",
         )
     boot_retry = t.number("boot_retry", _CSMS.boot_retry, _bounds(above=0, unit="s"))
+    profile = t.integer("security_profile", _CSMS.security_profile, (0, 1, 2, 3))
+    ca_certificate = _pem_file(t, "ca_certificate", "CERTIFICATE", base_dir)
+    client_certificate = _pem_file(t, "client_certificate", "CERTIFICATE", base_dir)
+    client_key = _pem_file(t, "client_key", "PRIVATE KEY", base_dir)
+    if t.ok("client_certificate", "client_key") and (client_certificate is None) != (
+        client_key is None
+    ):
+        t.problem(
+            "client_key" if client_key is None else "client_certificate",
+            "csms.client_certificate and csms.client_key go together",
+        )
+    if t.ok("security_profile", "url") and profile >= 2 and urlsplit(url).scheme == "ws":
+        t.problem("url", f"must be wss:// for csms.security_profile {profile} (TLS)")
+    if t.ok("security_profile", "password") and profile in (1, 2) and not password:
+        t.problem("password", f"required for csms.security_profile {profile} (HTTP Basic auth)")
     t.finish()
     return CsmsConfig(
         url=url,
@@ -704,6 +763,10 @@ def _parse_csms(t: _Table) -> CsmsConfig:
         reconnect_min=reconnect_min,
         reconnect_max=reconnect_max,
         boot_retry=boot_retry,
+        security_profile=profile,
+        ca_certificate=ca_certificate,
+        client_certificate=client_certificate,
+        client_key=client_key,
     )
 
 
@@ -1480,6 +1543,8 @@ def _normalise(spec: KeySpec, value: str) -> str:
         return "true" if parse_bool(value) else "false"
     if spec.kind is Kind.INT:
         return str(int(value.strip()))
+    if spec.kind is Kind.STRING:
+        return value
     return ",".join(split_csl(value))
 
 
@@ -1517,6 +1582,45 @@ def _parse_ocpp(t: _Table, number_of_connectors: int) -> OcppConfig:
     )
 
 
+def _parse_firmware(t: _Table, base_dir: Path | None) -> FirmwareConfig:
+    installer = t.choice("installer", _FIRMWARE.installer, ("update", "command"))
+    raw = t.take("install_command")
+    command: tuple[str, ...] = ()
+    if isinstance(raw, list) and all(isinstance(a, str) and a for a in raw):
+        command = tuple(raw)
+        if command and not any("{file}" in a for a in command):
+            t.problem("install_command", 'no argument holds "{file}" (the downloaded file)')
+    elif not isinstance(raw, _Missing):
+        t.problem("install_command", "expected an array of non-empty strings")
+    if installer == "command" and not command and t.ok("install_command"):
+        t.problem("install_command", 'required with installer = "command"')
+
+    def path(key: str, default: Path | None) -> Path | None:
+        value = t.string(key, "", lambda v: _check_path(v) if v else None)
+        if not value or not t.ok(key):
+            return default
+        return _resolve(t, key, value, base_dir)
+
+    firmware = FirmwareConfig(
+        installer=installer,
+        install_command=command,
+        update_root=path("update_root", _FIRMWARE.update_root) or _FIRMWARE.update_root,
+        manufacturer_roots=path("manufacturer_roots", None),
+        ca_file=path("ca_file", None),
+        log_file=path("log_file", None),
+        max_download_mb=t.number(
+            "max_download_mb",
+            _FIRMWARE.max_download_mb,
+            _bounds(minimum=1, maximum=4096, unit="MB"),
+        ),
+        transfer_timeout=t.number(
+            "transfer_timeout", _FIRMWARE.transfer_timeout, _bounds(minimum=1, maximum=600)
+        ),
+    )
+    t.finish()
+    return firmware
+
+
 def _parse_logging(t: _Table) -> LoggingConfig:
     logging = LoggingConfig(level=t.choice("level", _LOGGING.level, LOG_LEVELS))
     t.finish()
@@ -1538,7 +1642,7 @@ def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Confi
     problems: list[Problem] = []
     root = _Table(problems, "", data)
     station = _parse_station(root.table("station"))
-    csms = _parse_csms(root.table("csms"))
+    csms = _parse_csms(root.table("csms"), base_dir)
     state_dir, queue_budget_mb = _parse_state(root.table("state"), base_dir)
     socket = _parse_control(root.table("control"), state_dir, base_dir)
     hardware = _parse_hardware(root.table("hardware"))
@@ -1548,6 +1652,7 @@ def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Confi
     meters = _parse_meters(problems, root.take("meters"), hardware, known_count)
     ocpp = _parse_ocpp(root.table("ocpp"), number_of_connectors)
     logging = _parse_logging(root.table("logging"))
+    firmware = _parse_firmware(root.table("firmware"), base_dir)
     root.finish()
     _check_wiring(problems, data, hardware, board, connectors, meters)
     if hardware.simulate_board and len(connectors) > 1:
@@ -1567,6 +1672,7 @@ def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Confi
         logging=logging,
         board=board,
         meters=meters,
+        firmware=firmware,
     )
 
 

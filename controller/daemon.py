@@ -99,7 +99,12 @@ async def serve(config: Config) -> StopReason | None:
     )
     keys = ConfigurationKeys(
         features.all_keys(len(config.connectors)),
-        initial=config.ocpp.keys,
+        # The security profile and password of [csms] are the security keys' first values.
+        initial={
+            "SecurityProfile": str(config.csms.security_profile),
+            "AuthorizationKey": config.csms.password,
+            **config.ocpp.keys,
+        },
         persisted=store.config_keys(),
         persist=store.set_config_key,
     )
@@ -141,11 +146,15 @@ async def serve(config: Config) -> StopReason | None:
             reconnect_max=config.csms.reconnect_max,
             boot_retry=config.csms.boot_retry,
             heartbeat_on_idle_only=config.ocpp.heartbeat_on_idle_only,
+            ca_certificate=config.csms.ca_certificate,
+            client_certificate=config.csms.client_certificate,
+            client_key=config.csms.client_key,
         ),
         station,
         keys,
         store,
     )
+    link.config = config
     features.attach(link)
 
     def snapshot() -> dict[str, Any]:

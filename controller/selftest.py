@@ -12,12 +12,12 @@ it ends (a failed check, an exception, Ctrl-C).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import inspect
 import logging
 import os
 import socket
+import sqlite3
 import ssl
 import sys
 from collections.abc import Awaitable, Callable
@@ -28,10 +28,12 @@ from typing import Any, Literal
 import websockets
 from websockets.asyncio.client import connect
 
-from controller import __version__
+from controller.certificates import ROOT_USES, CertificateStore
 from controller.config import Config, ConfigError, load_config
 from controller.core.iec61851 import PilotOutput, PilotState
 from controller.ocpp.rpc import OcppError, RpcSession, actions
+from controller.ocpp.v16.charge_point import boot_payload
+from controller.ocpp.v16.security import connection_options
 from drivers.interfaces import FaultKind, Hardware, MeterReading
 from drivers.meter.modbus import (
     MeterExceptionResponse,
@@ -512,21 +514,46 @@ async def _guarded(
 # --- the CSMS -------------------------------------------------------------------------
 
 
+def _link_security(config: Config) -> tuple[int, str, CertificateStore | None]:
+    """The security profile, password and certificates the daemon would connect with:
+    what the CSMS set (read from the stopped daemon's store, never written: the
+    selftest may run as root) over the configuration's first values."""
+    keys: dict[str, str] = {}
+    database = config.state.dir / "evsed.db"
+    with contextlib.suppress(sqlite3.Error):
+        db = sqlite3.connect(f"file:{database}?mode=ro&immutable=1", uri=True)
+        try:
+            keys = dict(db.execute("SELECT name, value FROM config_keys").fetchall())
+        finally:
+            db.close()
+    try:
+        profile = int(keys.get("SecurityProfile", config.csms.security_profile))
+    except ValueError:
+        profile = config.csms.security_profile
+    password = keys.get("AuthorizationKey") or config.csms.password
+    certs = config.state.dir / "certs"
+    # The store makes its directories when missing: only open one the daemon made.
+    complete = all((certs / d).is_dir() for d in ("client", *(f"roots/{u}" for u in ROOT_USES)))
+    return profile, password, CertificateStore(certs) if complete else None
+
+
 async def check_csms(config: Config) -> CheckResult:
     """Connect as the daemon would and send one BootNotification; PASS only on Accepted."""
     timeout = config.csms.response_timeout
-    url = config.websocket_url
-    headers = {}
-    if config.csms.password:
-        token = f"{config.station.id}:{config.csms.password}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
-    payload = {
-        "chargePointVendor": config.station.vendor,
-        "chargePointModel": config.station.model,
-        "firmwareVersion": __version__,
-    }
-    if config.station.serial_number:
-        payload["chargePointSerialNumber"] = config.station.serial_number
+    try:
+        url, options = connection_options(
+            config.websocket_url, config.station.id, *_link_security(config)
+        )
+    except ConnectionError as e:
+        return CheckResult(
+            "csms",
+            FAIL,
+            str(e),
+            "install the CSMS root certificate (csms.ca_certificate) or the station's "
+            "certificate (csms.client_certificate / client_key) the profile needs",
+        )
+    station = config.station
+    payload = boot_payload(station.vendor, station.model, station.serial_number)
 
     def fail(detail: str, hint: str) -> CheckResult:
         return CheckResult("csms", FAIL, detail, hint)
@@ -539,9 +566,9 @@ async def check_csms(config: Config) -> CheckResult:
             connect(
                 url,
                 subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-                additional_headers=headers,
                 open_timeout=timeout,
                 ping_interval=None,
+                **options,
             ) as ws,
         ):
             if ws.subprotocol != SUBPROTOCOL:

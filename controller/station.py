@@ -36,16 +36,20 @@ from controller.core.connector import (
 )
 from controller.core.faults import FAULT_RULES
 from controller.core.iec61851 import PilotState
+from controller.core.reservation import Ending, Reservation, ReservationEnded, ReserveAnswer
 from controller.core.station import CardRefused, RequestAuthorization, StationCore, StationEffect
 from controller.core.status import Status, StopReason
 from controller.metering import next_aligned, samples
 from controller.ocpp.v16.keys import ConfigurationKeys
+from controller.smart_charging import SmartCharging
 from controller.store import Store, TransactionRecord
 from drivers.interfaces import FaultKind, Hardware, MeterReading
 
 log = logging.getLogger("evsed.station")
 
 RESTART_REASON = "restart_reason"  # store meta key
+RESERVATIONS = "reservation"  # store record kind, keyed by reservation id
+RESERVATION_RECHECK_S = 10.0  # wall-clock expiry is re-checked this often (the clock may be set)
 CHECKPOINT_S = 5.0  # most energy-reading time a power cut may take from a transaction
 RECENT_FAULTS = 10  # fault changes kept for `evsed status` (memory only)
 
@@ -111,6 +115,8 @@ class Station:
         self._notice: asyncio.TimerHandle | None = None  # see show_notice()
         self._fault_reported: dict[tuple[int, FaultKind], bool] = {}
         self._restore()
+        # After _restore: Tx profiles of transactions it closed go with them.
+        self.smart_charging = SmartCharging(self)
 
     # --- set-up -------------------------------------------------------------------
 
@@ -130,6 +136,10 @@ class Station:
             c.settings = self._settings(i)
         self._after(self.core.tick(time.monotonic()))
 
+    def limits_changed(self) -> None:
+        """An external limit (smart charging) moved: the outputs follow at once."""
+        self._after(self.core.tick(time.monotonic()))
+
     def _restore(self) -> None:
         availability = self.store.availability()
         self.core.operative = availability.get(0, True)
@@ -146,6 +156,16 @@ class Station:
                 self._interrupted[tx.connector] = tx  # decided by the first pilot reading
             else:
                 self._close_interrupted(tx)
+        self._restore_reservations()
+
+    def _restore_reservations(self) -> None:
+        for key, record in self.store.records(RESERVATIONS).items():
+            try:
+                self.core.add_reservation(Reservation.from_record(record))
+            except (ValueError, KeyError, TypeError) as e:
+                log.error("dropping unreadable reservation record %s: %s", key, e)
+                self.store.delete_record(RESERVATIONS, key)
+        self._settle_reservations()  # expired while the station was off: ended now
 
     def _close_interrupted(self, tx: TransactionRecord) -> None:
         """Close a transaction the previous run left open, with the last reading
@@ -179,6 +199,11 @@ class Station:
         self._active_tx[connector] = tx.id
         self._after(session.resume(tx.id_tag, tx.parent_id_tag, state, time.monotonic()))
 
+    @property
+    def previous_run_ended(self) -> StopReason:
+        """Why the previous run ended: a commanded reset, a shutdown, or PowerLoss."""
+        return self._interruption
+
     def note_restart(self, reason: StopReason) -> None:
         """Say why this run is ending, for the transactions it may leave open."""
         self.store.set_meta(RESTART_REASON, reason.value)
@@ -204,6 +229,7 @@ class Station:
         self._spawn(self._meter_loop())
         self._spawn(self._sample_loop())
         self._spawn(self._aligned_loop())
+        self._spawn(self.smart_charging.run())
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -231,6 +257,10 @@ class Station:
         while True:
             deadline = self.core.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            expiry = self.core.reservations.next_expiry()
+            if expiry is not None:  # a wall-clock moment: looked at again now and then
+                until = max(0.0, (expiry - self.now()).total_seconds())
+                timeout = min(t for t in (timeout, until, RESERVATION_RECHECK_S) if t is not None)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
@@ -243,7 +273,16 @@ class Station:
         log.info("pilot %s", state.value, extra={"connector": connector})
         if connector in self._interrupted:
             self._resume_or_close(connector, state)
-        self._after(self.core.connector(connector).pilot_changed(state, time.monotonic()))
+        session = self.core.connector(connector)
+        plugged_in = state.plugged and not session.plugged
+        self._after(session.pilot_changed(state, time.monotonic()))
+        free_vend = session.settings.free_vend_id_tag
+        if plugged_in and free_vend and session.reservations and session.tx is None:
+            log.warning(
+                "free vend not started: the connector is reserved (reservation %s)",
+                ", ".join(str(r.id) for r in session.reservations),
+                extra={"connector": connector},
+            )
 
     def _on_fault(self, connector: int, kind: FaultKind, active: bool) -> None:
         log.log(
@@ -319,6 +358,7 @@ class Station:
         for effect in effects:
             self._carry_out(effect)
         self._apply_all()
+        self._settle_reservations()
         self._report_statuses()
         self._wake.set()
 
@@ -377,19 +417,25 @@ class Station:
         return reading.energy_wh if reading is not None else 0.0
 
     def _begin_transaction(self, effect: StartTransaction) -> None:
+        reservation = effect.reservation_id
         tx_id = self.store.begin_transaction(
             effect.connector,
             effect.id_tag,
             effect.parent_id_tag,
             self._energy(effect.connector),
             self.clock.stamp(),
+            details=None if reservation is None else {"reservation_id": reservation},
         )
         self._active_tx[effect.connector] = tx_id
+        self.smart_charging.transaction_started(effect.connector, tx_id, effect.id_tag)
         log.info(
-            "transaction started for %s",
+            "transaction started for %s%s",
             effect.id_tag,
+            "" if reservation is None else f" (reservation {reservation})",
             extra={"connector": effect.connector, "tx": tx_id},
         )
+        if reservation is not None:
+            self._reservation_ended(self.core.end_reservation(reservation, Ending.USED))
         self._notify_link()
 
     def _end_transaction(self, effect: StopTransaction) -> None:
@@ -404,6 +450,7 @@ class Station:
             effect.reason.value,
             effect.id_tag,
         )
+        self.smart_charging.transaction_ended(effect.connector, tx_id)
         log.info(
             "transaction stopped: %s",
             effect.reason.value,
@@ -491,8 +538,16 @@ class Station:
 
     # --- commands from the CSMS ---------------------------------------------------------
 
-    def remote_start_target(self, connector: int | None) -> ConnectorSession | None:
-        return self.core.pick_connector(connector)
+    def remote_start_target(
+        self, connector: int | None, id_tag: str | None = None, parent_known: bool = True
+    ) -> ConnectorSession | None:
+        """Where a remote start for `id_tag` would go; None: nowhere (occupied, or kept
+        by reservations). Before authorizing, its group (parentIdTag) is not known."""
+        target = self.core.pick_connector(connector, id_tag, None, parent_known)
+        if target is None and id_tag is not None and self.core.pick_connector(connector):
+            why = self.core.refusal(id_tag, None, parent_known)
+            log.warning("remote start for %s rejected: %s", id_tag, why)
+        return target
 
     async def remote_start(self, connector: int, id_tag: str, authorize_first: bool) -> None:
         """Carry out an accepted RemoteStartTransaction (after the answer was sent)."""
@@ -507,7 +562,57 @@ class Station:
         if not session.can_accept_new_session():
             log.warning("remote start: connector %d is no longer free", connector)
             return
-        self._after(session.authorize(id_tag, parent, time.monotonic()))
+        admission = self.core.admission(connector, id_tag, parent)
+        if not admission.allowed:
+            log.warning("remote start for %s refused: %s", id_tag, admission.why)
+            return
+        self._after(self.core.authorize_on(connector, id_tag, parent, time.monotonic()))
+
+    # --- reservations ------------------------------------------------------------------
+
+    def reserve(self, reservation: Reservation, zero_supported: bool) -> ReserveAnswer:
+        """A reservation from the CSMS, decided by the core; on the card before it is
+        accepted, so it survives a power cut."""
+        answer = self.core.reservation_answer(reservation, self.now(), zero_supported)
+        where = {"connector": reservation.connector}
+        if answer is not ReserveAnswer.ACCEPTED:
+            log.info("reservation %d refused: %s", reservation.id, answer.value, extra=where)
+            return answer
+        self.store.put_record(RESERVATIONS, str(reservation.id), reservation.as_record())
+        self.core.add_reservation(reservation)
+        log.info(
+            "reservation %d for %s until %s",
+            reservation.id,
+            reservation.id_tag,
+            reservation.as_record()["expiry"],
+            extra=where,
+        )
+        self._after([])
+        return answer
+
+    def cancel_reservation(self, reservation_id: int) -> bool:
+        """False: there is no such reservation."""
+        if self.core.reservations.get(reservation_id) is None:
+            return False
+        self._reservation_ended(self.core.end_reservation(reservation_id, Ending.CANCELLED))
+        self._after([])
+        return True
+
+    def _settle_reservations(self) -> None:
+        for ended in self.core.settle_reservations(self.now()):
+            self._reservation_ended(ended)
+
+    def _reservation_ended(self, ended: ReservationEnded | None) -> None:
+        """Forget an ended reservation on the card too (before the CSMS hears of it)."""
+        if ended is None:
+            return
+        self.store.delete_record(RESERVATIONS, str(ended.reservation.id))
+        log.info(
+            "reservation %d ended: %s",
+            ended.reservation.id,
+            ended.why.value,
+            extra={"connector": ended.reservation.connector},
+        )
 
     def connector_of_transaction(self, csms_tx_id: int) -> int | None:
         for connector, tx_id in self._active_tx.items():
@@ -591,6 +696,14 @@ class Station:
     def has_running_transactions(self) -> bool:
         return bool(self._active_tx)
 
+    def hold_new_sessions(self, hold: bool) -> None:
+        """While a firmware install waits for the running transactions to end, no new
+        session starts: idle connectors become Unavailable, running ones charge on.
+        Not persisted: releasing (or the restart the install brings) restores the
+        station's stored availability."""
+        operative = not hold and self.store.availability().get(0, True)
+        self._after(self.core.set_operative(operative, time.monotonic()))
+
     # --- metering -----------------------------------------------------------------
 
     async def _meter_loop(self) -> None:
@@ -632,6 +745,15 @@ class Station:
         session = self.core.connector(connector)
         offered = session.outputs().pilot.offered_current_a
         return samples(reading, measurands, context, self.phases[connector - 1], offered)
+
+    def current_samples(
+        self, connector: int, measurands: list[str], context: str
+    ) -> list[dict[str, Any]]:
+        """The connector meter's readings now (for a MeterValues the CSMS asked for); none
+        before the first reading or while the meter is silent: a stale value is no answer."""
+        if FaultKind.METER in self.core.connector(connector).faults:
+            return []
+        return self._sample(connector, measurands, context)
 
     def record_meter_values(self, connector: int, context: str, aligned: bool) -> None:
         """Queue a MeterValues for `connector` and keep the StopTxn* data of its transaction."""

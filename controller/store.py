@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -99,6 +100,12 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.budget_bytes = budget_bytes
+        # Owner-only, whatever the umask: it holds the CSMS password (AuthorizationKey).
+        # SQLite gives the -wal and -shm files the database file's mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(f"{path}{suffix}", 0o600)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -197,8 +204,11 @@ class Store:
         parent_id_tag: str | None,
         meter_start_wh: float,
         started_at: str,
+        details: dict[str, Any] | None = None,
     ) -> int:
-        """Record a new transaction and queue its StartTransaction, atomically."""
+        """Record a new transaction and queue its StartTransaction, atomically.
+        `details`: protocol-neutral facts of the start kept with its event for the OCPP
+        layer to render, even after a restart (e.g. {"reservation_id": 5})."""
         with self.atomic():
             cur = self._db.execute(
                 "INSERT INTO transactions (connector, id_tag, parent_id_tag, meter_start_wh,"
@@ -206,7 +216,7 @@ class Store:
                 (connector, id_tag, parent_id_tag, meter_start_wh, started_at),
             )
             tx_id = int(cur.lastrowid or 0)
-            self._enqueue("start", {}, tx_id)
+            self._enqueue("start", details or {}, tx_id)
         return tx_id
 
     def end_transaction(
@@ -233,6 +243,11 @@ class Store:
     def transaction(self, tx_id: int) -> TransactionRecord | None:
         row = self._db.execute("SELECT * FROM transactions WHERE id = ?", (tx_id,)).fetchone()
         return None if row is None else _tx(row)
+
+    def recent_transactions(self, limit: int) -> list[TransactionRecord]:
+        """The newest `limit` transactions, newest first (for diagnostics)."""
+        rows = self._db.execute("SELECT * FROM transactions ORDER BY id DESC LIMIT ?", (limit,))
+        return [_tx(r) for r in rows]
 
     def transaction_by_csms_id(self, csms_id: int) -> TransactionRecord | None:
         row = self._db.execute(

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from controller.core.faults import FaultSet
 from controller.core.iec61851 import MIN_CURRENT_A, PilotOutput, PilotState
+from controller.core.reservation import Reservation
 from controller.core.status import NO_ERROR, ConnectorStatus, Status, StopReason
 from drivers.interfaces import FaultKind
 
@@ -50,6 +51,7 @@ class StartTransaction:
     connector: int
     id_tag: str
     parent_id_tag: str | None
+    reservation_id: int | None = None  # the reservation this start uses up
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,7 @@ class Authorization:
     id_tag: str
     parent_id_tag: str | None
     deadline: float  # plug in before this, or the authorization lapses
+    reservation_id: int | None = None  # the reservation the start will use up
 
 
 @dataclass(slots=True)
@@ -125,6 +128,9 @@ class ConnectorSession:
     auth: Authorization | None = None
     tx: Transaction | None = None
     finishing: bool = False  # a transaction ended and the EV has not been unplugged yet
+    # The reservations this connector is kept for (set by the station core): while there
+    # are any, only an idTag one of them admits may start here.
+    reservations: tuple[Reservation, ...] = ()
 
     # --- derived ---------------------------------------------------------------
 
@@ -248,6 +254,8 @@ class ConnectorSession:
             return report(ConnectorStatus.FINISHING)
         if self.auth is not None or self.plugged:
             return report(ConnectorStatus.PREPARING)
+        if self.reservations:
+            return report(ConnectorStatus.RESERVED)
         return report(ConnectorStatus.AVAILABLE)
 
     def next_deadline(self) -> float | None:
@@ -271,9 +279,17 @@ class ConnectorSession:
         self.faults.update(kind, active, unplugged=self.pilot is PilotState.A)
         return self._settle(now)
 
-    def authorize(self, id_tag: str, parent_id_tag: str | None, now: float) -> list[Effect]:
-        """An accepted idTag (card or remote start) was assigned to this connector."""
-        self.auth = Authorization(id_tag, parent_id_tag, now + self.settings.connection_timeout_s)
+    def authorize(
+        self,
+        id_tag: str,
+        parent_id_tag: str | None,
+        now: float,
+        reservation_id: int | None = None,
+    ) -> list[Effect]:
+        """An accepted idTag (card or remote start) was assigned to this connector, using
+        up `reservation_id` when its transaction starts."""
+        deadline = now + self.settings.connection_timeout_s
+        self.auth = Authorization(id_tag, parent_id_tag, deadline, reservation_id)
         return self._settle(now)
 
     def resume(
@@ -372,14 +388,22 @@ class ConnectorSession:
             and self.plugged
             and not self.finishing
         ):
-            self.auth = Authorization(free_vend, None, now)
+            # A reserved connector starts only for an idTag its reservation admits.
+            kept_for = [r for r in self.reservations if r.admits(free_vend, None)]
+            if kept_for or not self.reservations:
+                reservation = kept_for[0].id if kept_for else None
+                self.auth = Authorization(free_vend, None, now, reservation)
         if self.tx is None and self.auth is not None and self.plugged:
             if self.effective_operative and self.blocking_fault() is None:
                 auth, self.auth = self.auth, None
                 self.tx = Transaction(auth.id_tag, auth.parent_id_tag)
                 self.finishing = False
                 self.rcm_tested = False
-                effects.append(StartTransaction(self.number, auth.id_tag, auth.parent_id_tag))
+                effects.append(
+                    StartTransaction(
+                        self.number, auth.id_tag, auth.parent_id_tag, auth.reservation_id
+                    )
+                )
                 if self.settings.has_rcm:
                     effects.append(RunRcmSelfTest(self.number))
             else:

@@ -31,6 +31,7 @@ import hmac
 import inspect
 import json
 import logging
+import ssl
 import threading
 import time
 import uuid
@@ -231,6 +232,10 @@ class ConnectionEvent:
     station_id: str
     subprotocol: str | None
     detail: str = ""
+    # On "connected": the client certificate the charge point presented over TLS (DER),
+    # and whether it sent an Authorization header (HTTP Basic auth).
+    client_certificate: bytes | None = None
+    basic_auth: bool = False
 
 
 @dataclass
@@ -371,8 +376,12 @@ class Csms:
         strict: bool = True,
         ping_interval: float | None = None,
         dedupe_starts: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        # TLS (wss://): a server context; with verify_mode CERT_OPTIONAL/REQUIRED it asks
+        # for client certificates (see ConnectionEvent.client_certificate).
+        self.ssl_context = ssl_context
         self.port = port
         self.password = password
         self.boot_status = boot_status
@@ -434,6 +443,7 @@ class Csms:
             subprotocols=[Subprotocol(SUBPROTOCOL)],
             process_request=self._process_request,
             ping_interval=self.ping_interval,
+            ssl=self.ssl_context,
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         log.info("CSMS listening on %s", self.url)
@@ -459,7 +469,8 @@ class Csms:
     def url(self) -> str:
         """Base URL; a charge point connects to ``url + "/" + station_id``."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}"
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{host}:{self.port}"
 
     def station_url(self, station_id: str) -> str:
         return f"{self.url}/{station_id}"
@@ -963,7 +974,14 @@ class Csms:
         if old is not None:
             log.info("%s reconnected; closing its previous connection", station_id)
             self._spawn(old.ws.close(1000, "replaced by a new connection"))
-        self._add_event("connected", station_id, ws.subprotocol)
+        tls = ws.transport.get_extra_info("ssl_object")
+        self._add_event(
+            "connected",
+            station_id,
+            ws.subprotocol,
+            client_certificate=tls.getpeercert(binary_form=True) if tls is not None else None,
+            basic_auth="Authorization" in ws.request.headers,
+        )
         try:
             async for message in ws:
                 try:
@@ -1153,9 +1171,18 @@ class Csms:
         station_id: str,
         subprotocol: str | None,
         detail: str = "",
+        client_certificate: bytes | None = None,
+        basic_auth: bool = False,
     ) -> None:
         event = ConnectionEvent(
-            self._next_seq(), time.time(), kind, station_id, subprotocol, detail
+            self._next_seq(),
+            time.time(),
+            kind,
+            station_id,
+            subprotocol,
+            detail,
+            client_certificate,
+            basic_auth,
         )
         self._events.append(event)
         log.info("CSMS: %s %s %s", station_id, kind, detail)

@@ -53,6 +53,25 @@ HANDLED_16 = (
 )
 KNOWN_16 = schema_actions("1.6")
 KNOWN_201 = schema_actions("2.0.1")
+# What the daemon answers on top of Core (controller.ocpp.v16.features): level 2 judges
+# the live daemon's replies against HANDLED_16 + FEATURES_16.
+FEATURES_16 = (
+    "CancelReservation",
+    "CertificateSigned",
+    "ClearChargingProfile",
+    "DeleteCertificate",
+    "ExtendedTriggerMessage",
+    "GetCompositeSchedule",
+    "GetDiagnostics",
+    "GetInstalledCertificateIds",
+    "GetLog",
+    "InstallCertificate",
+    "ReserveNow",
+    "SetChargingProfile",
+    "SignedUpdateFirmware",
+    "TriggerMessage",
+    "UpdateFirmware",
+)
 UNHANDLED_16 = tuple(sorted(KNOWN_16 - set(HANDLED_16)))
 
 ERROR_CODES = {

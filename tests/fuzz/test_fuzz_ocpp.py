@@ -53,6 +53,7 @@ from tests.fuzz.ocpp_frames import (
     DEEP,
     ECHOED_KINDS,
     ERROR_CODES,
+    FEATURES_16,
     HANDLED_16,
     HUGE,
     HUGE_KINDS,
@@ -517,7 +518,7 @@ def test_daemon_survives_fuzzed_frames_without_leaking(live: LiveDaemon) -> None
     def one_frame(frame: Frame) -> None:
         nonlocal sent, midway
         assume(not is_reset(frame))
-        check_replies(frame, live.replies_to(frame), "1.6", HANDLED_16)
+        check_replies(frame, live.replies_to(frame), "1.6", HANDLED_16 + FEATURES_16)
         sent += 1
         if sent == run_settings.max_examples // 2:
             midway = rss_kb(live.pid)
@@ -536,3 +537,19 @@ def test_daemon_survives_fuzzed_frames_without_leaking(live: LiveDaemon) -> None
     assert end - baseline < RSS_GROWTH_LIMIT_KB, f"daemon RSS grew by {end - baseline} kB"
     if midway is not None and sent >= LONG_RUN_FRAMES:
         assert end - midway < RSS_SECOND_HALF_KB, f"RSS still grew {end - midway} kB: a leak"
+
+
+def test_the_daemon_answers_exactly_the_listed_actions(live: LiveDaemon) -> None:
+    """Each OCPP 1.6 action with an empty payload: NotSupported exactly for the actions
+    neither Core nor a feature profile handles (others fail their schema or succeed),
+    so the table level 2 judges by is the daemon's own."""
+    supported = set()
+    for n, action in enumerate(sorted(KNOWN_16)):
+        if action == "Reset":  # an empty Reset is invalid anyway; a valid one restarts
+            supported.add(action)
+            continue
+        replies = [json.loads(r) for r in live.replies_to(dumps([2, f"t{n}", action, {}]))]
+        assert len(replies) == 1, (action, replies)
+        if not (replies[0][0] == CALLERROR and replies[0][2] == "NotSupported"):
+            supported.add(action)
+    assert sorted(supported) == sorted(HANDLED_16 + FEATURES_16)

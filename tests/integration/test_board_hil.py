@@ -154,4 +154,4 @@ def test_the_daemon_restarts_on_the_same_simulated_board(board: Daemon, csms: Cs
     assert board.stop() == 0
     board.start()
     charge(board, csms)
-    board.wait(contactor_closed, 5, "the contactor to pull in after the restart")
+    board.wait(contactor_closed, 20, "the contactor to pull in after the restart")

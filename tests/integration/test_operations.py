@@ -323,13 +323,9 @@ def test_malformed_and_unknown_calls_get_the_right_callerror(make_daemon, csms: 
         return str(reply[2])
 
     assert error_for("u1", "MakeCoffee", {}) == "NotImplemented"
-    reserve = {
-        "connectorId": 1,
-        "expiryDate": "2030-01-01T00:00:00Z",
-        "idTag": CARD,
-        "reservationId": 7,
-    }
-    assert error_for("u2", "ReserveNow", reserve) == "NotSupported"
+    # A 1.6 action only a charge point sends: defined, but nothing a station answers.
+    status = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+    assert error_for("u2", "StatusNotification", status) == "NotSupported"
     assert error_for("u3", "ChangeAvailability", {"connectorId": 1}) == (
         "OccurenceConstraintViolation"
     )

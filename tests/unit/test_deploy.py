@@ -78,7 +78,7 @@ def test_the_service_runs_with_the_least_it_needs() -> None:
         "WatchdogSec=",
         "Restart=on-failure",
         "User=evsed",
-        "SupplementaryGroups=gpio spi dialout",
+        "SupplementaryGroups=gpio spi dialout systemd-journal",
         "ProtectSystem=strict",
         "StateDirectory=evsed",
         "NoNewPrivileges=yes",

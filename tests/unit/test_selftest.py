@@ -33,11 +33,12 @@ from tests.integration.harness import Daemon
 PASSWORD = "commissioning-pw-1234"
 
 
-def write_config(directory: Path, csms_url: str, *, password: str = "") -> Path:
+def write_config(directory: Path, csms_url: str, *, password: str = "", security: str = "") -> Path:
     """A one-connector socket outlet with lock, RCM, mirror contact, Modbus meter and
     MFRC522, all on the simulated board."""
     path = directory / "evsed.toml"
     csms_password = f'password = "{password}"\n' if password else ""
+    csms_password += security
     path.write_text(
         f"""
 [station]
@@ -251,6 +252,25 @@ def test_wrong_credentials_fail_with_http_401(tmp_path: Path) -> None:
         result = asyncio.run(check_csms(wrong))
     assert (result.outcome, result.detail) == (FAIL, "HTTP 401 from the CSMS")
     assert "csms.password" in result.hint
+
+
+def test_the_csms_check_uses_the_stations_security_profile(tmp_path: Path) -> None:
+    """Profile 2: TLS verified against the CSMS root the daemon installed in its
+    certificate store; without that root the check fails saying what is missing."""
+    from controller.certificates import CertificateStore
+    from tests.pki import issue, make_ca, server_context
+
+    ca = make_ca()
+    server = issue(ca, "127.0.0.1", server=True)
+    with CsmsThread(password=PASSWORD, ssl_context=server_context(server)) as central:
+        security = "security_profile = 2\n"
+        config = load_config(
+            write_config(tmp_path, central.url, password=PASSWORD, security=security)
+        )
+        missing = asyncio.run(check_csms(config))
+        assert missing.outcome == FAIL and "CentralSystemRootCertificate" in missing.detail
+        CertificateStore(config.state.dir / "certs").add_root("csms", ca.certificate)
+        assert asyncio.run(check_csms(config)).outcome == PASS
 
 
 def test_main_prints_the_table_and_fails_when_the_csms_is_unreachable(

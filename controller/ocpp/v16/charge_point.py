@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import websockets
@@ -27,6 +28,7 @@ from controller import __version__
 from controller.core.authorization import IdTagInfo
 from controller.core.status import Status, StopReason
 from controller.ocpp.rpc import OcppError, Reply, RpcSession, actions
+from controller.ocpp.v16.data_transfer import EVSED_VENDOR_ID, VendorRegistry, evsed_vendor
 from controller.ocpp.v16.keys import SEND_LOCAL_LIST_MAX, ChangeResult, ConfigurationKeys
 from controller.station import Station
 from controller.store import OutboxMessage, Store
@@ -51,6 +53,11 @@ class LinkSettings:
     reconnect_max: float = 60.0
     boot_retry: float = 60.0
     heartbeat_on_idle_only: bool = True  # False: every HeartbeatInterval regardless of traffic
+    # Connection security (controller.ocpp.v16.security): PEM files an installer may
+    # provide (CSMS roots, client certificate and its key), imported once at start.
+    ca_certificate: Path | None = None
+    client_certificate: Path | None = None
+    client_key: Path | None = None
 
 
 class Registration(StrEnum):
@@ -60,7 +67,16 @@ class Registration(StrEnum):
     ACCEPTED = "Accepted"
 
 
-DataTransferHandler = Callable[[str | None, str | None], Awaitable[tuple[str, str | None]]]
+def boot_payload(vendor: str, model: str, serial_number: str) -> dict[str, Any]:
+    """BootNotification.req of this station (the link and `evsed selftest` send it)."""
+    payload = {
+        "chargePointVendor": vendor,
+        "chargePointModel": model,
+        "firmwareVersion": __version__,
+    }
+    if serial_number:
+        payload["chargePointSerialNumber"] = serial_number
+    return payload
 
 
 class ChargePoint16:
@@ -76,7 +92,33 @@ class ChargePoint16:
         self.link_allowed = asyncio.Event()
         self.link_allowed.set()
         self.restart_requested: asyncio.Future[StopReason | None] | None = None
-        self.vendors: dict[str, DataTransferHandler] = {}
+        # DataTransfer both ways (controller.ocpp.v16.data_transfer); the station's own vendor.
+        self.vendors = VendorRegistry(self._call, lambda: self.online)
+        self.vendors.register_vendor(EVSED_VENDOR_ID, evsed_vendor(self))
+        # What a triggered status notification reports (controller.ocpp.v16.trigger); the
+        # firmware, diagnostics and log uploads keep them current, with the requestId of
+        # the SignedUpdateFirmware / GetLog under way (None: none is).
+        self.firmware_status = "Idle"
+        self.firmware_request_id: int | None = None
+        self.diagnostics_status = "Idle"
+        self.log_status = "Idle"
+        self.log_request_id: int | None = None
+        # Sends a SignCertificate.req (ExtendedTriggerMessage SignChargePointCertificate);
+        # set by the security feature, None: the trigger is rejected.
+        self.sign_certificate_request: Callable[[], Awaitable[Any]] | None = None
+        # Set by the security feature (controller.ocpp.v16.security): the URL, TLS context and
+        # credentials of each connection, the certificate store, and security events.
+        self.link_security: Any = None
+        self.certificates: Any = None
+        self.security_event: Callable[[str, str | None], None] = lambda kind, tech_info: None
+        self.security_log_lines: Callable[[datetime | None, datetime | None], list[str]] = (
+            lambda since, until: []
+        )
+        self._boot_answer = asyncio.Event()  # a BootNotification was answered
+        self._boot_retry_s = 0.0  # when the CSMS wants the next one, while not accepted
+        # The daemon's Config, set before the features are attached: for the features that
+        # have their own table ([firmware]); None when built without one (tests).
+        self.config: Any = None
         # The feature profiles beyond Core (controller.ocpp.v16.features): each adds
         # its handlers, and is told when the CSMS has accepted the station.
         self.features: list[Any] = []
@@ -134,6 +176,11 @@ class ChargePoint16:
     def restore(self) -> None:
         self.link_allowed.set()
 
+    def reconnect(self) -> None:
+        """Close the link; the connection loop opens a new one (new credentials, new TLS)."""
+        if self._connection is not None:
+            self._later(self._connection.close())
+
     def link_state(self) -> dict[str, Any]:
         return {
             "connected": self.rpc is not None,
@@ -148,28 +195,42 @@ class ChargePoint16:
         url = self.settings.url.rstrip("/") + "/" + self.settings.station_id
         while True:
             await self.link_allowed.wait()
+            security = self.link_security
+            opened = False
             try:
+                target, options = (
+                    (url, {"additional_headers": self._auth_headers()})
+                    if security is None
+                    else security.connect_options(url)
+                )
                 async with connect(
-                    url,
+                    target,
                     subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-                    additional_headers=self._auth_headers(),
                     open_timeout=self.settings.response_timeout,
                     ping_interval=self.keys.get_int("WebSocketPingInterval") or None,
                     max_size=16 * 2**20,  # a SendLocalList of 100,000 entries is ~6 MB
+                    **options,
                 ) as ws:
+                    opened = True
                     if ws.subprotocol != SUBPROTOCOL:
                         log.error("CSMS did not agree to %s; closing", SUBPROTOCOL)
                         await ws.close()
                         raise ConnectionError("no ocpp1.6 subprotocol")
-                    log.info("connected to %s", url)
+                    log.info("connected to %s", target)
+                    if security is not None:
+                        security.link_opened()
                     backoff = self.settings.reconnect_min
                     await self._serve(ws)
             except asyncio.CancelledError:
                 raise
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as e:
                 log.warning("CSMS link: %s", e or type(e).__name__)
-            except Exception:
+                if security is not None and not opened:
+                    security.link_failed(e)
+            except Exception as e:
                 log.exception("CSMS link failed")
+                if security is not None and not opened:
+                    security.link_failed(e)
             finally:
                 self.rpc = None
                 self._connection = None
@@ -234,35 +295,62 @@ class ChargePoint16:
 
     # --- registration -----------------------------------------------------------------
 
+    def _boot_payload(self) -> dict[str, Any]:
+        return boot_payload(self.settings.vendor, self.settings.model, self.settings.serial_number)
+
     async def _register(self) -> None:
-        payload = {
-            "chargePointVendor": self.settings.vendor,
-            "chargePointModel": self.settings.model,
-            "firmwareVersion": __version__,
-        }
-        if self.settings.serial_number:
-            payload["chargePointSerialNumber"] = self.settings.serial_number
         while True:
             try:
-                answer = await self._call("BootNotification", payload)
+                answer = await self._call("BootNotification", self._boot_payload())
             except (OcppError, TimeoutError) as e:
                 log.warning("BootNotification failed: %s", e, extra={"action": "BootNotification"})
                 await asyncio.sleep(self.settings.boot_retry)
                 continue
-            self._set_clock(answer["currentTime"])
-            self.registration = Registration(answer["status"])
-            interval = int(answer["interval"])
-            log.info(
-                "BootNotification %s (interval %d s)",
-                answer["status"],
-                interval,
-                extra={"action": "BootNotification"},
-            )
+            self._boot_answered(answer)
+            # While Pending, the CSMS may trigger a BootNotification: its answer may accept
+            # the station, or set a new time for the next one.
+            while self.registration is not Registration.ACCEPTED:
+                self._boot_answer.clear()
+                try:
+                    async with asyncio.timeout(self._boot_retry_s):
+                        await self._boot_answer.wait()
+                except TimeoutError:
+                    break
             if self.registration is Registration.ACCEPTED:
-                if interval > 0:
-                    self.keys.change("HeartbeatInterval", str(interval))
                 return
-            await asyncio.sleep(interval if interval > 0 else self.settings.boot_retry)
+
+    def _boot_answered(self, answer: dict[str, Any]) -> None:
+        self._set_clock(answer["currentTime"])
+        self.registration = Registration(answer["status"])
+        interval = int(answer["interval"])
+        log.info(
+            "BootNotification %s (interval %d s)",
+            answer["status"],
+            interval,
+            extra={"action": "BootNotification"},
+        )
+        if self.registration is Registration.ACCEPTED:
+            if interval > 0:
+                self.keys.change("HeartbeatInterval", str(interval))
+        else:
+            self._boot_retry_s = interval if interval > 0 else self.settings.boot_retry
+        self._boot_answer.set()
+
+    async def boot_notification(self) -> None:
+        """Send a BootNotification now (the CSMS triggered it) and take its answer. A
+        station the CSMS no longer accepts registers again on a new connection, where
+        only BootNotification is sent until it is accepted."""
+        was = self.registration
+        try:
+            answer = await self._call("BootNotification", self._boot_payload())
+        except (OcppError, TimeoutError, ConnectionError) as e:
+            log.warning("BootNotification failed: %s", e, extra={"action": "BootNotification"})
+            return
+        self._boot_answered(answer)
+        if was is Registration.ACCEPTED and self.registration is not Registration.ACCEPTED:
+            log.warning("the CSMS no longer accepts the station: registering again")
+            if self._connection is not None:
+                await self._connection.close()
 
     def _set_clock(self, current_time: str) -> None:
         try:
@@ -369,12 +457,15 @@ class ChargePoint16:
         tx = self.store.transaction(message.tx_id) if message.tx_id is not None else None
         if message.kind == "start":
             assert tx is not None
-            return "StartTransaction", {
+            start: dict[str, Any] = {
                 "connectorId": tx.connector,
                 "idTag": tx.id_tag,
                 "meterStart": round(tx.meter_start_wh),
                 "timestamp": self._sent_time(tx.id, "started_at", tx.started_at),
             }
+            if message.data.get("reservation_id") is not None:
+                start["reservationId"] = message.data["reservation_id"]
+            return "StartTransaction", start
         if message.kind == "meter":
             data = message.data
             payload: dict[str, Any] = {
@@ -485,11 +576,13 @@ class ChargePoint16:
         return {"status": "Accepted"}
 
     async def _data_transfer(self, req: dict[str, Any]) -> dict[str, Any]:
-        handler = self.vendors.get(req["vendorId"])
-        if handler is None:
-            return {"status": "UnknownVendorId"}
-        status, data = await handler(req.get("messageId"), req.get("data"))
-        return {"status": status, **({"data": data} if data is not None else {})}
+        return await self.vendors.answer(req)
+
+    async def data_transfer(
+        self, vendor_id: str, message_id: str | None = None, data: str | None = None
+    ) -> tuple[str, str | None]:
+        """Send the station's own DataTransfer (see VendorRegistry.send)."""
+        return await self.vendors.send(vendor_id, message_id, data)
 
     async def _remote_start(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
         if self.registration is not Registration.ACCEPTED or self._resetting:
@@ -497,10 +590,15 @@ class ChargePoint16:
         connector = req.get("connectorId")
         if connector is not None and connector <= 0:
             return {"status": "Rejected"}
-        target = self.station.remote_start_target(connector)
+        authorize_first = self.keys.get_bool("AuthorizeRemoteTxRequests")
+        # Reservations: an idTag's group (parentIdTag) is known once it is authorized.
+        target = self.station.remote_start_target(connector, req["idTag"], not authorize_first)
         if target is None:
             return {"status": "Rejected"}
-        authorize_first = self.keys.get_bool("AuthorizeRemoteTxRequests")
+        # A feature may refuse the start or keep part of it (SmartCharging: chargingProfile).
+        hooks = [f for f in self.features if hasattr(f, "prepare_remote_start")]
+        if not all(f.prepare_remote_start(req, target.number) for f in hooks):
+            return {"status": "Rejected"}
 
         def start() -> None:
             self._later(self.station.remote_start(target.number, req["idTag"], authorize_first))

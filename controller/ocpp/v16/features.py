@@ -18,9 +18,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.ocpp.v16.firmware import FirmwareManagement
 from controller.ocpp.v16.keys import KeySpec, core_keys
+from controller.ocpp.v16.reservation import ReservationProfile
+from controller.ocpp.v16.security import Security
+from controller.ocpp.v16.smart_charging import SmartChargingProfile
+from controller.ocpp.v16.trigger import RemoteTrigger
 
-PROFILES: list[Any] = []  # the profile classes, in the order they are set up
+# the profile classes, in the order they are set up
+PROFILES: list[Any] = [
+    Security,  # first: the others may report security events while they are set up
+    RemoteTrigger,
+    ReservationProfile,
+    FirmwareManagement,
+    SmartChargingProfile,
+]
 
 
 def supported_profiles() -> tuple[str, ...]:

@@ -33,6 +33,7 @@ class Kind(StrEnum):
     BOOL = "boolean"
     INT = "integer"
     CSL = "comma-separated list"
+    STRING = "string"  # free text, kept as given; item_check (if any) judges the whole value
 
 
 class ChangeResult(StrEnum):
@@ -184,6 +185,9 @@ class ConfigurationKeys:
             if number > MAX_INT_VALUE:
                 return f"must be at most {MAX_INT_VALUE}"
             return None if number >= spec.minimum else f"must be at least {spec.minimum}"
+        if spec.kind is Kind.STRING:  # the value is never quoted back: it may be a secret
+            ok = spec.item_check is None or spec.item_check(value)
+            return None if ok else "not an acceptable value"
         items = split_csl(value)
         if spec.allowed_items is not None:
             unknown = [item for item in items if item not in spec.allowed_items]
