@@ -226,10 +226,12 @@ def chain_problem(
     key: PrivateKey | None,
     roots: list[x509.Certificate],
     now: datetime,
+    common_name: str | None = None,
 ) -> str | None:
     """Why a signed client certificate chain (leaf first) may not be installed, or None.
 
-    The leaf must carry `key`'s public key, every certificate must be valid now and
+    The leaf must carry `key`'s public key (and, if given, `common_name`: the station
+    identity the signing request named), every certificate must be valid now and
     signed by the next one, and when a given root issued the last one, its signature
     must hold. A chain whose issuer is not among `roots` is taken as it is: the CSMS
     that sent it is the one the station trusts, and its own CA may differ from the
@@ -248,6 +250,10 @@ def chain_problem(
     )
     if mine != theirs:
         return "the certificate is not for the station's key"
+    if common_name is not None:
+        names = leaf.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+        if [str(n.value) for n in names] != [common_name]:
+            return f"the certificate does not name this station ({common_name}) as its CN"
     if _is_ca(leaf) is True:
         return "the leaf is a CA certificate"
     for certificate in chain:

@@ -341,8 +341,31 @@ def _opener(options: TransferOptions) -> urllib.request.OpenerDirector:
         raise TransferError(f"cannot load the CA file {options.ca_file}: {_reason(e)}") from None
     # No proxies from the environment: a station talks to the location it was given.
     return urllib.request.build_opener(
-        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        urllib.request.ProxyHandler({}),
+        urllib.request.HTTPSHandler(context=context),
+        _SameOriginRedirects(),
     )
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects only within the origin the CSMS named: urllib would otherwise carry the
+    location's credentials to any host, and follow https:// down to http://."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        old, new = urlsplit(req.full_url), urlsplit(newurl)
+        if (old.scheme, old.hostname, old.port) != (new.scheme, new.hostname, new.port):
+            raise urllib.error.HTTPError(
+                req.full_url, code, "redirect to another origin refused", headers, fp
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 class _FTP(ftplib.FTP):

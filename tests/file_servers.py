@@ -146,6 +146,7 @@ class HttpFileServer:
     requests: list[HttpRequest] = field(default_factory=list)
     post_allowed: bool = True
     refuse_all_uploads: int | None = None  # an HTTP status for every upload
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location (302)
     on_request: Callable[[HttpRequest], None] | None = None
 
     def __post_init__(self) -> None:
@@ -172,7 +173,12 @@ class HttpFileServer:
 
             def do_GET(self) -> None:
                 request = self._record()
-                if request.path in server.status:
+                if request.path in server.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirects[request.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif request.path in server.status:
                     self._answer(server.status[request.path])
                 elif request.path in server.files:
                     self._answer(200, server.files[request.path])

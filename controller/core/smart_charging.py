@@ -19,6 +19,9 @@ The rules (OCPP 1.6 §3.13, §5.16, §7.7–7.13; 2.0.1 K01–K08 agree):
   nominal) and the phases it is wired with. A period's numberPhases (3 when absent)
   cannot change those: evsed does not switch phases, so an EV draws on every wired
   phase, and dividing by fewer would let it take a multiple of the power limit.
+  For the same reason an ampere limit meant for fewer phases than the connector
+  has is scaled to the same power over all of them (16 A on 1 phase: 5.3 A on 3,
+  which pauses, rather than 16 A on 3, three times the power meant).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
+
+from controller.core.iec61851 import MIN_CURRENT_A
 
 NOMINAL_VOLTAGE_V = 230.0
 MAX_SECONDS = 2**31 - 1  # periods and durations beyond this overflow every consumer
@@ -364,6 +369,9 @@ def period_at(profile: ChargingProfile, t: float, origin: float) -> Period | Non
     of its own begins (the transaction's start)."""
     if not _valid_at(profile, t):
         return None
+    start = profile.schedule.start
+    if profile.kind is Kind.RECURRING and start is not None and t < start:
+        return None  # a recurring schedule begins at its startSchedule, not cycles before
     offset = t - _schedule_start(profile, t, origin)
     length = _length(profile)
     if offset < 0 or (length is not None and offset >= length):
@@ -449,10 +457,15 @@ def _transaction_level(
         return Limit(supply.max_current)
     schedule = found[0].profile.schedule
     period = found[1]
-    amps = min(supply.max_current, _to_amps(period.limit, schedule.unit, supply))
+    amps, phases = _to_amps(period.limit, schedule.unit, supply), period.phases
+    if schedule.unit is RateUnit.A and phases is not None and phases < supply.phases:
+        # Amperes meant for fewer phases than the EV will draw on: the same power,
+        # spread over every wired phase (evsed does not switch phases).
+        amps, phases = amps * phases / supply.phases, supply.phases
+    amps = min(supply.max_current, amps)
     if schedule.min_rate is not None and amps < _to_amps(schedule.min_rate, schedule.unit, supply):
         amps = 0.0
-    return Limit(amps, period.phases)
+    return Limit(amps, phases)
 
 
 def _station_cap(profiles: ProfileSet, t: float, origin: float) -> tuple[float, RateUnit] | None:
@@ -465,7 +478,9 @@ def _station_cap(profiles: ProfileSet, t: float, origin: float) -> tuple[float, 
 
 def share(cap: float, demands: dict[int, float], cost: dict[int, float]) -> dict[int, float]:
     """Share `cap` (in its unit) equally among the connectors, none getting more than it
-    demands (A); `cost` is what one ampere of each costs in the cap's unit."""
+    demands (A); `cost` is what one ampere of each costs in the cap's unit. When an equal
+    share would be below 6 A (which pauses every one of them), as many connectors as
+    the cap can carry at 6 A share it, lowest number first, and the others get 0."""
     result: dict[int, float] = {}
     left = dict(demands)
     remaining = cap
@@ -473,7 +488,17 @@ def share(cap: float, demands: dict[int, float], cost: dict[int, float]) -> dict
         fair = remaining / len(left)
         modest = {c: d for c, d in left.items() if d * cost[c] <= fair}
         if not modest:
-            result.update({c: fair / cost[c] for c in left})
+            if all(fair / cost[c] >= MIN_CURRENT_A for c in left) or len(left) == 1:
+                result.update({c: fair / cost[c] for c in left})
+                break
+            fits, budget = [], remaining
+            for c in sorted(left):
+                if budget >= MIN_CURRENT_A * cost[c]:
+                    fits.append(c)
+                    budget -= MIN_CURRENT_A * cost[c]
+            result.update({c: 0.0 for c in left if c not in fits})
+            if fits:
+                result.update(share(remaining, {c: left[c] for c in fits}, cost))
             break
         for c, d in modest.items():
             result[c] = d

@@ -183,6 +183,12 @@ class StationCore:
         )
 
     def add_reservation(self, reservation: Reservation) -> None:
+        """Take a reservation; one with the same id is replaced, also for an authorization
+        that was to use it up (that start goes on without it)."""
+        if self.reservations.get(reservation.id) is not None:
+            for c in self.connectors:
+                if c.auth is not None and c.auth.reservation_id == reservation.id:
+                    c.auth.reservation_id = None
         self.reservations.add(reservation)
 
     def end_reservation(self, reservation_id: int, why: Ending) -> ReservationEnded | None:

@@ -172,11 +172,14 @@ def redact(frame: str) -> str:
     (which no log sink can encode) are shown escaped."""
     for key in SECRET_KEYS:
         if key in frame:
-            frame = re.sub(
-                rf'("key"\s*:\s*"{key}"\s*,\s*"value"\s*:\s*)"(?:[^"\\]|\\.)*"', r'\1"***"', frame
-            )
+            # {"key": <secret>, "value": ...} in either order (the CSMS picks the order)
+            frame = re.sub(rf'\{{[^{{}}]*"key"\s*:\s*"{key}"[^{{}}]*\}}', _mask_value, frame)
             frame = re.sub(rf'("{key}"\s*:\s*)"(?:[^"\\]|\\.)*"', r'\1"***"', frame)
     return frame.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _mask_value(match: re.Match[str]) -> str:
+    return re.sub(r'("value"\s*:\s*)"(?:[^"\\]|\\.)*"', r'\1"***"', match.group(0))
 
 
 _gc_pause = {"depth": 0, "resume": False}

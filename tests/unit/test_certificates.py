@@ -147,6 +147,10 @@ def test_chain_problems() -> None:
     assert chain_problem([leaf.certificate], new_private_key(), [], NOW) == (
         "the certificate is not for the station's key"
     )
+    assert chain_problem([leaf.certificate], key, [], NOW, common_name="CP-1") is None
+    assert "does not name this station (CP-2)" in (
+        chain_problem([leaf.certificate], key, [], NOW, common_name="CP-2") or ""
+    )
     assert "not signed by the installed root" in (
         chain_problem([leaf.certificate], key, [other.certificate], NOW) or ""
     )

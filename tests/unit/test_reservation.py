@@ -362,6 +362,22 @@ def test_the_reserving_card_starts_and_uses_the_reservation_up() -> None:
     assert core.end_reservation(5, Ending.USED) == ReservationEnded(res(5, 1, "ALICE"), Ending.USED)
 
 
+def test_a_replaced_reservation_is_not_used_up_by_the_old_ones_driver() -> None:
+    """Reservation 7 for Alice, who has authorized on 1; the CSMS then gives id 7 to Bob
+    on 2. Bob's connector is held for him, and Alice's start does not use it up."""
+    core = station(2)
+    reserve(core, res(7, 1, "ALICE"))
+    core.card_presented("ALICE", 1)
+    core.card_authorized("ALICE", True, None, 2)
+    core.settle_reservations(NOW)
+    reserve(core, res(7, 2, "BOB"))
+    assert status(core, 2) is ConnectorStatus.RESERVED
+    effects = core.connector(1).pilot_changed(PilotState.B, 3)
+    assert effects == [StartTransaction(1, "ALICE", None, reservation_id=None)]
+    core.settle_reservations(NOW)
+    assert status(core, 2) is ConnectorStatus.RESERVED
+
+
 def test_another_card_is_refused_without_asking_anyone() -> None:
     core = station()
     reserve(core, res(5, 1, "ALICE"))

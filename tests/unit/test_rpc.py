@@ -126,3 +126,13 @@ def test_collection_resumes_when_the_last_of_overlapping_big_frames_is_done() ->
     assert not gc.isenabled()
     second.__exit__(None, None, None)
     assert gc.isenabled()
+
+
+def test_a_secret_value_is_masked_whatever_the_order_of_the_fields() -> None:
+    frame = '[2,"1","ChangeConfiguration",{"value":"s3cr3t-s3cr3t-123","key":"AuthorizationKey"}]'
+    assert "s3cr3t" not in redact(frame)
+    listed = (
+        '[3,"1",{"configurationKey":[{"value":"s3cr3t-s3cr3t-123","readonly":false,'
+        '"key":"AuthorizationKey"},{"key":"HeartbeatInterval","value":"60"}]}]'
+    )
+    assert "s3cr3t" not in redact(listed) and '"value":"60"' in redact(listed)

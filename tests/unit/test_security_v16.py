@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import ssl
+from pathlib import Path
 
 import pytest
 from websockets.datastructures import Headers
@@ -131,3 +132,22 @@ def test_the_event_vocabulary() -> None:
     assert CRITICAL_EVENTS <= SECURITY_EVENTS
     assert "StartupOfTheDevice" in CRITICAL_EVENTS
     assert "InvalidCentralSystemCertificate" not in CRITICAL_EVENTS
+
+
+@pytest.mark.parametrize("url", ["WS://csms.example/ocpp", "Ws://csms.example/ocpp"])
+def test_a_capitalised_scheme_is_no_way_around_tls(url: str, tmp_path: Path) -> None:
+    """Profile 2 means TLS against the installed roots, however the scheme is spelt;
+    without a root there is no connection at all (and no password sent in clear)."""
+    from controller.certificates import CertificateStore
+    from controller.ocpp.v16.security import connection_options
+    from tests.pki import make_ca
+
+    store = CertificateStore(tmp_path / "certs")
+    with pytest.raises(ConnectionError, match="CentralSystemRootCertificate"):
+        connection_options(url, "CP1", 2, "a-password-of-16+", store)
+    store.add_root("csms", make_ca().certificate)
+    target, options = connection_options(url, "CP1", 2, "a-password-of-16+", store)
+    assert target == "wss://csms.example/ocpp"
+    assert isinstance(options["ssl"], ssl.SSLContext)
+    wss, _ = connection_options(url.replace("S:", "SS:"), "CP1", 2, "a-password-of-16+", store)
+    assert wss == "wss://csms.example/ocpp"

@@ -324,6 +324,14 @@ def test_the_daily_recurring_example_limits_the_day_and_not_the_night() -> None:
             assert period is not None and period.limit == watts, (day, hour)
 
 
+def test_a_recurring_schedule_begins_at_its_start_schedule() -> None:
+    """A daily profile starting in three days limits nothing before then."""
+    p = profile((0, 8.0), kind=Kind.RECURRING, recurrency=Recurrency.DAILY, start=T0 + 3 * DAY_S)
+    assert period_at(p, T0 + 2 * DAY_S, 0) is None
+    assert period_at(p, T0 + 3 * DAY_S, 0) == Period(0, 8.0)
+    assert period_at(p, T0 + 5 * DAY_S + 60, 0) == Period(0, 8.0)
+
+
 def test_a_weekly_recurrence_with_a_duration_leaves_the_rest_of_the_week_open() -> None:
     p = profile(
         (0, 8.0),
@@ -451,6 +459,17 @@ def test_share_never_gives_more_than_demanded_or_the_cap() -> None:
     assert share(0.0, {1: 10.0}, {1: 1}) == {1: 0.0}
 
 
+def test_a_cap_too_small_to_share_charges_as_many_as_it_can_carry() -> None:
+    """10 A for two cars: 5 A each would pause both; one charges at 10 A instead."""
+    assert share(10.0, {1: 32.0, 2: 32.0}, {1: 1, 2: 1}) == {1: 10.0, 2: 0.0}
+    assert share(13.0, {1: 32.0, 2: 32.0, 3: 32.0}, {1: 1, 2: 1, 3: 1}) == {
+        1: 6.5,
+        2: 6.5,
+        3: 0.0,
+    }
+    assert share(20.0, {1: 32.0, 2: 32.0, 3: 32.0}, {1: 1, 2: 1, 3: 1})[3] > 6.0
+
+
 def test_watts_become_amps_with_the_voltage_and_the_connectors_phases() -> None:
     watts = installed(Installed(1, profile((0, 6900.0), unit=RateUnit.W)))
     assert amps(watts, site()) == pytest.approx(10.0)
@@ -475,7 +494,8 @@ def test_below_the_minimum_charging_rate_charging_pauses() -> None:
 
 def test_the_phases_of_the_period_in_force_are_reported() -> None:
     p = installed(Installed(1, profile((0, 8.0, 1))))
-    assert limit_at(p, site(), 1, T0, T0).phases == 1
+    assert limit_at(p, site(phases=1), 1, T0, T0).phases == 1
+    assert limit_at(p, site(phases=3), 1, T0, T0).phases == 3  # spread over the wired phases
 
 
 # --- when to look again -------------------------------------------------------------------------
@@ -628,3 +648,14 @@ def test_a_limit_change_the_installation_hides_does_not_count_as_a_duty_change()
     assert arbiter.apply(session, 20.0, 105.0) is None
     assert arbiter.apply(session, 25.0, 106.0) is None  # 16 A either way
     assert session.offered_limit_a == 25.0
+
+
+def test_an_ampere_limit_for_fewer_phases_keeps_its_power_on_all_wired_phases() -> None:
+    """16 A on one phase (3.7 kW) on a 3-phase connector: 16/3 A per phase, which
+    pauses, never 16 A on three phases (11 kW)."""
+    one_phase = installed(Installed(1, profile((0, 16.0, 1))))
+    scaled = limit_at(one_phase, site(1, phases=3), 1, T0 + 10, T0)
+    assert (scaled.amps, scaled.phases) == (pytest.approx(16 / 3), 3)  # as reported, too
+    three = installed(Installed(1, profile((0, 16.0, 3))))
+    assert limit_at(three, site(1, phases=3), 1, T0 + 10, T0).amps == 16.0
+    assert limit_at(one_phase, site(1, phases=1), 1, T0 + 10, T0).amps == 16.0

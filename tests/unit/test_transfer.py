@@ -75,6 +75,21 @@ def test_http_basic_auth_from_the_url(http_server: HttpFileServer, tmp_path: Pat
     assert http_server.requests[-1].headers["Authorization"] == "Basic b2NwcDpzOmNyZXQ="
 
 
+def test_redirects_stay_with_the_origin_the_csms_named(
+    http_server: HttpFileServer, tmp_path: Path
+) -> None:
+    """Within the origin a redirect is followed; to another host it is refused, so the
+    location's credentials never reach that host."""
+    with HttpFileServer(files={"/fw.bin": b"elsewhere"}) as other:
+        http_server.redirects = {"/moved": "/fw/image.bin", "/away": other.url + "/fw.bin"}
+        base = http_server.url.replace("http://", "http://ocpp:secret@")
+        download(base + "/moved", tmp_path / "a.bin", TransferOptions(timeout=5))
+        assert (tmp_path / "a.bin").read_bytes() == FIRMWARE
+        with pytest.raises(TransferError, match="another origin"):
+            download(base + "/away", tmp_path / "b.bin", TransferOptions(timeout=5))
+        assert other.requests == []
+
+
 def test_http_404_is_an_error_and_leaves_no_file(
     http_server: HttpFileServer, tmp_path: Path
 ) -> None:

@@ -148,11 +148,14 @@ def connection_options(
     link and `evsed selftest` connect alike); ConnectionError when the profile cannot
     be used (nothing to verify the CSMS with, no client certificate)."""
     options: dict[str, Any] = {"additional_headers": {}}
+    scheme, separator, rest = url.partition("://")
+    scheme = scheme.lower()  # "WS://" is ws:// too: never a way around TLS
+    if profile >= 2 and scheme == "ws":
+        scheme = "wss"
+    url = scheme + separator + rest
     if profile < 3 and password:
         options["additional_headers"] = basic_auth(station_id, password)
-    if profile >= 2 and url.startswith("ws://"):
-        url = "wss://" + url.removeprefix("ws://")
-    if url.startswith("wss://"):
+    if scheme == "wss":
         roots = certificates.roots(CSMS_ROOT) if certificates is not None else []
         if profile >= 2 and not roots:
             raise ConnectionError(
@@ -516,7 +519,11 @@ class Security:
             return self._refuse_certificate(str(e))
         key = self.certificates.pending_key()
         problem = chain_problem(
-            chain, key, self.certificates.roots(CSMS_ROOT), self.cp.station.now()
+            chain,
+            key,
+            self.certificates.roots(CSMS_ROOT),
+            self.cp.station.now(),
+            common_name=self.cp.settings.station_id,
         )
         if problem is not None:
             return self._refuse_certificate(problem)
