@@ -205,7 +205,9 @@ class ConnectorSession:
         if tx is None or self.blocking_fault() is not None or not self.pilot.wants_energy:
             return False
         if tx.stopping:
-            return not tx.forced_open
+            # Only a contactor already closed stays closed (until the EV leaves C), and
+            # only while the socket is still locked.
+            return not tx.forced_open and (self.lock_engaged or not self.settings.has_lock)
         return (
             self._offering()
             and (self.rcm_tested or not self.settings.has_rcm)
@@ -222,8 +224,10 @@ class ConnectorSession:
         return Outputs(pilot, self._energy_may_flow(), self._locked())
 
     def _locked(self) -> bool:
-        if not self.settings.has_lock or self.tx is None or self.tx.stopping:
+        if not self.settings.has_lock or self.tx is None:
             return False
+        if self.tx.stopping:
+            return self._energy_may_flow()  # never unlock under load
         return not (self.pilot is PilotState.A and self.settings.unlock_on_ev_disconnect)
 
     def status(self) -> Status:
@@ -314,8 +318,11 @@ class ConnectorSession:
         if tx is None:
             return []
         if not tx.stopping:
+            energized = self._energy_may_flow()
             tx.stop_reason, tx.stop_id_tag = reason, id_tag
             tx.stop_deadline = now + STOP_FORCE_S
+            if not energized:
+                tx.forced_open = True  # it was open: a stop never closes it
         if not graceful:
             tx.forced_open = True
         return self._settle(now)

@@ -364,3 +364,42 @@ def test_free_vend_starts_on_plug_in_and_only_once_per_plug_in() -> None:
     assert c.status().status is S.FINISHING and c.tx is None  # no restart while still plugged
     c.pilot_changed(PilotState.A, 4)
     assert c.pilot_changed(PilotState.B, 5) == [StartTransaction(1, "HOME", None)]
+
+
+# --- a stop never closes an open contactor, and never unlocks under load -------------------
+
+
+def test_a_stop_while_paused_by_a_low_limit_does_not_close_the_contactor() -> None:
+    c, _ = run(CHARGING)
+    c.offered_limit_a = 3.0  # a profile below 6 A: paused, contactor open
+    c.tick(10.0)
+    assert not c.outputs().contactor_closed
+    effects = c.stop(StopReason.REMOTE, 11.0)  # the EV still asks (stubborn, in C)
+    assert not c.outputs().contactor_closed
+    assert [type(e) for e in effects] == [StopTransaction]  # nothing to wait for
+
+
+def test_a_stop_before_the_rcm_test_passed_does_not_close_the_contactor() -> None:
+    c, _ = run(CHARGING, has_rcm=True)
+    assert not c.outputs().contactor_closed  # the self-test has not answered yet
+    c.stop(StopReason.LOCAL, 10.0)
+    assert not c.outputs().contactor_closed
+
+
+def test_a_stop_while_suspended_by_a_refused_id_tag_does_not_close_the_contactor() -> None:
+    c, _ = run([*CHARGING, ("refused",)], stop_on_invalid_id=False)
+    assert not c.outputs().contactor_closed
+    c.stop(StopReason.LOCAL, 10.0)
+    assert not c.outputs().contactor_closed
+
+
+def test_the_socket_stays_locked_while_a_stop_waits_under_load() -> None:
+    c, _ = run(CHARGING, has_lock=True)
+    c.lock_reported(True, 5.0)
+    assert c.outputs().contactor_closed and c.outputs().locked
+    c.stop(StopReason.REMOTE, 6.0)  # PWM off; the EV has not left C yet
+    assert c.outputs().contactor_closed and c.outputs().locked
+    c.lock_reported(False, 7.0)  # the lock gave way under load: open at once
+    assert not c.outputs().contactor_closed
+    c.pilot_changed(PilotState.B, 8.0)
+    assert c.tx is None and not c.outputs().locked
