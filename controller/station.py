@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
@@ -52,6 +52,7 @@ RESERVATIONS = "reservation"  # store record kind, keyed by reservation id
 RESERVATION_RECHECK_S = 10.0  # wall-clock expiry is re-checked this often (the clock may be set)
 CHECKPOINT_S = 5.0  # most energy-reading time a power cut may take from a transaction
 RECENT_FAULTS = 10  # fault changes kept for `evsed status` (memory only)
+LOOP_RESTART_S = 1.0  # a failed station loop starts again after this
 
 
 class CentralSystemLink(Protocol):
@@ -73,6 +74,20 @@ class AvailabilityAnswer(StrEnum):
     ACCEPTED = "Accepted"
     REJECTED = "Rejected"
     SCHEDULED = "Scheduled"
+
+
+async def keep_running(
+    name: str, loop: Callable[[], Awaitable[Any]], restart_s: float = LOOP_RESTART_S
+) -> None:
+    """Run a loop the station depends on for as long as the station runs: an error
+    (a disk error in the store, say) is logged and the loop starts again."""
+    while True:
+        try:
+            await loop()
+            return
+        except Exception:
+            log.exception("the %s loop failed; restarting it in %.0f s", name, restart_s)
+            await asyncio.sleep(restart_s)
 
 
 class Station:
@@ -113,6 +128,7 @@ class Station:
         # in memory only: the journal keeps the full history.
         self.recent_faults: deque[dict[str, Any]] = deque(maxlen=RECENT_FAULTS)
         self._notice: asyncio.TimerHandle | None = None  # see show_notice()
+        self._held = False  # a firmware install holds new sessions (hold_new_sessions)
         self._fault_reported: dict[tuple[int, FaultKind], bool] = {}
         self._restore()
         # After _restore: Tx profiles of transactions it closed go with them.
@@ -198,6 +214,8 @@ class Station:
         )
         self._active_tx[connector] = tx.id
         self._after(session.resume(tx.id_tag, tx.parent_id_tag, state, time.monotonic()))
+        if tx.id_tag_status is not None:  # the CSMS already answered: a refusal still holds
+            self.transaction_confirmed(tx.id, tx.id_tag_status)
 
     @property
     def previous_run_ended(self) -> StopReason:
@@ -225,11 +243,14 @@ class Station:
             self.hw.reader.on_fault(partial(self._on_fault, 0))
         self._apply_all()
         await self.hw.start()
-        self._spawn(self._timer_loop())
-        self._spawn(self._meter_loop())
-        self._spawn(self._sample_loop())
-        self._spawn(self._aligned_loop())
-        self._spawn(self.smart_charging.run())
+        for name, loop in (
+            ("timer", self._timer_loop),  # also forces the opening STOP_FORCE_S after a stop
+            ("meter", self._meter_loop),
+            ("sampling", self._sample_loop),
+            ("clock-aligned sampling", self._aligned_loop),
+            ("smart charging", self.smart_charging.run),
+        ):
+            self._spawn(keep_running(name, loop))
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -355,12 +376,14 @@ class Station:
     def _after(self, effects: list[StationEffect] | list[Any]) -> None:
         """Apply the outputs the state now calls for, then carry out the effects."""
         self._apply_all()
-        for effect in effects:
-            self._carry_out(effect)
-        self._apply_all()
+        try:
+            for effect in effects:
+                self._carry_out(effect)
+        finally:  # whatever failed above, the outputs follow the state
+            self._apply_all()
+            self._wake.set()
         self._settle_reservations()
         self._report_statuses()
-        self._wake.set()
 
     def _apply_all(self) -> None:
         for i, c in enumerate(self.core.connectors):
@@ -443,6 +466,7 @@ class Station:
         if tx_id is None:
             return
         self._checkpointed.pop(tx_id, None)
+        self._energy_caps.pop(tx_id, None)
         self.store.end_transaction(
             tx_id,
             self._energy(effect.connector),
@@ -676,7 +700,8 @@ class Station:
         self.store.set_availability(connector, operative)
         now = time.monotonic()
         if connector == 0:
-            self._after(self.core.set_operative(operative, now))
+            # A firmware install's hold outlasts the CSMS making the station operative.
+            self._after(self.core.set_operative(operative and not self._held, now))
         else:
             self._after(self.core.connector(connector).set_operative(operative, now))
         busy = any(c.tx is not None for c in affected)
@@ -701,6 +726,7 @@ class Station:
         session starts: idle connectors become Unavailable, running ones charge on.
         Not persisted: releasing (or the restart the install brings) restores the
         station's stored availability."""
+        self._held = hold
         operative = not hold and self.store.availability().get(0, True)
         self._after(self.core.set_operative(operative, time.monotonic()))
 

@@ -129,6 +129,10 @@ def test_installing_waits_for_the_running_transaction(
         assert daemon.connector(1)["status"] == "Charging"
         assert daemon.connector(1)["contactor_closed"]
         assert not installer.marker.exists()
+        # the CSMS making the station operative does not lift the install's hold
+        answer = csms.call("ChangeAvailability", {"connectorId": 0, "type": "Operative"})
+        assert answer["status"] == "Accepted"
+        assert daemon.connector(2)["status"] == "Unavailable"
         stop_mark = csms.mark()
         daemon.request("ev_charge", connector=1, on=False)
         daemon.request("unplug", connector=1)

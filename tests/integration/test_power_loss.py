@@ -76,6 +76,38 @@ def test_resumed_after_a_crash_when_the_ev_is_still_plugged(
     assert len(csms.calls("StartTransaction")) == 1 and len(csms.calls("StopTransaction")) == 1
 
 
+def test_a_resumed_transaction_keeps_the_csmss_refusal_of_its_id_tag(
+    make_daemon: Any, csms: CsmsThread
+) -> None:
+    """Started offline for an unknown card; the CSMS then refuses it and the key keeps
+    the transaction open, suspended. After a crash the resumed transaction is still
+    suspended: the contactor stays open."""
+    daemon = make_daemon(
+        keys={
+            "StopTransactionOnInvalidId": False,
+            "AllowOfflineTxForUnknownId": True,
+            "LocalAuthorizeOffline": True,
+        },
+        extra="[ocpp]\nresume_transactions = true\n",
+    )
+    csms.wait_for("BootNotification")
+    daemon.request("link_cut")
+    daemon.wait(lambda s: not s["ocpp"]["connected"], 10, "the link down")
+    daemon.request("plug", connector=1)
+    daemon.request("card", uid="DEADBEEF")  # unknown to the CSMS
+    daemon.request("ev_charge", connector=1, on=True)
+    daemon.wait_status("Charging")
+    mark = csms.mark()
+    daemon.request("link_restore")
+    csms.wait_for("StartTransaction", after=mark)
+    daemon.wait_status("SuspendedEVSE")
+    daemon.kill()
+    daemon.start()
+    daemon.wait(lambda s: s["connectors"][0]["transaction"] is not None, 10, "the resumed tx")
+    daemon.wait_status("SuspendedEVSE")
+    assert not daemon.connector()["contactor_closed"]
+
+
 def test_not_resumed_when_the_ev_left_while_the_station_was_down(
     make_daemon: Any, csms: CsmsThread
 ) -> None:
