@@ -29,7 +29,7 @@ from controller.ocpp.v16.keys import ConfigurationKeys
 from controller.provision import failed_provisioning
 from controller.station import Station
 from controller.store import Store
-from controller.systemd import Notifier
+from controller.systemd import Notifier, notify
 
 log = logging.getLogger("evsed.daemon")
 
@@ -252,6 +252,7 @@ def run(config: Config) -> int:
     if reason is None:
         return 0
     log.warning("restarting the process after %s", reason.value)
+    notify("WATCHDOG=1")  # the new process has a whole WatchdogSec to start pinging
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])

@@ -21,6 +21,7 @@ import contextlib
 import grp
 import json
 import os
+import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,11 +60,14 @@ def provision(
     with contextlib.suppress(KeyError, PermissionError):  # no such group: not installed
         os.chown(candidate, 0, grp.getgrnam(CONFIG_GROUP).gr_gid)
     _fsync(candidate)
-    if target.exists():
-        os.replace(target, target.with_name(target.name + ".bak"))
+    if target.exists():  # a copy, so that there is a configuration at every moment
+        backup = target.with_name(target.name + ".bak")
+        shutil.copy2(target, backup)
+        _fsync(backup)
     os.replace(candidate, target)
     _fsync(target.parent)
     source.unlink()
+    os.sync()  # FAT: the removal must be on the card, or the next boot provisions again
     (state_dir / FAILED_MARKER).unlink(missing_ok=True)
     print(
         f"provisioned {target} from {source}: station {config.station.id}, "

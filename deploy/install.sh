@@ -10,7 +10,8 @@
 #                       every dependency, so installation needs no network
 #   --unit-dir DIR      where the systemd units go (default /etc/systemd/system)
 #   --units-installed   the units are already in place (the Debian package ships them)
-#   --no-start          enable the service but do not start it now
+#   --no-start          first install: enable the service but do not start it now (an
+#                       upgrade always restarts: its health check confirms it)
 #
 # What it does:
 #   - the system user "evsed", in the groups gpio, spi and dialout (made if missing);
@@ -42,7 +43,7 @@ while [ $# -gt 0 ]; do
         --unit-dir) UNIT_DIR=$2; shift 2 ;;
         --units-installed) COPY_UNITS=no; shift ;;
         --no-start) START=no; shift ;;
-        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
