@@ -1,10 +1,12 @@
 """Installing downloaded firmware: a pluggable step, chosen by `firmware.installer`.
 
 * "update" (the device): the file must be an evsed release bundle; it is handed to the
-  A/B updater (`controller.update.stage`), whose root service installs it, restarts
-  evsed and writes result.json. The outcome is read from there, by this run (an
-  install that failed before any restart) or by the next one, for the bundle this
-  station staged and only once.
+  A/B updater (`controller.update.stage`, into its inbox /var/lib/evsed/update), whose
+  root service installs it, restarts evsed and writes result.json in its own work
+  area /var/lib/evsed-updater, which the daemon only reads. The outcome is read from
+  there, by this run (an install that failed before any restart) or by the next one,
+  for the bundle this station staged and only once. (A release from before that split
+  wrote result.json into the inbox: the upgrade it ran is found there.)
 * "command" (other boards, HIL rigs, tests): `firmware.install_command`, an argument
   list in which "{file}" stands for the downloaded file, runs to completion; exit
   status 0 means installed. A command that reboots the board never reports back: the
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -133,19 +134,23 @@ class UpdaterInstaller:
         except ValueError:
             started = time.time()
         while True:
-            result = self._result()
-            found = updater_outcome(result, version, staged_at, reported_job)
-            if found is not None:
-                return found
+            for result in self._results():
+                found = updater_outcome(result, version, staged_at, reported_job)
+                if found is not None:
+                    return found
             if time.time() - started > self.wait_s:
                 return InstallOutcome(False, f"no outcome from the updater within {self.wait_s} s")
             await asyncio.sleep(self.poll_s)
 
-    def _result(self) -> Any:
-        try:
-            return json.loads(self.layout.result_file.read_text())
-        except (OSError, ValueError):
-            return None
+    def _results(self) -> list[Any]:
+        """result.json of the updater's work area, then the one an updater from before
+        the inbox/work split wrote into the inbox (the job that installed this release)."""
+        from controller.update import read_json_file
+
+        return [
+            read_json_file(self.layout.result_file),
+            read_json_file(self.layout.legacy_result_file),
+        ]
 
 
 def make_installer(kind: str, command: Sequence[str], update_root: Path) -> FirmwareInstaller:

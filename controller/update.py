@@ -17,14 +17,21 @@ On the device (`root` is a parameter, "/" in production, a temporary dir in test
     /opt/evsed/confirmed -> releases/a    the last release that passed its health check;
                                           the updater runs from here (see below)
     /opt/evsed/.update.lock               one updater at a time (flock)
-    /var/lib/evsed/update/        the hand-over area: root:evsed 1770, so the daemon (user
-                                  evsed) can stage and the sticky bit keeps it from
-                                  touching the updater's files
+    /var/lib/evsed/update/        the INBOX, the daemon's (user evsed, in its state
+                                  directory): everything in it is untrusted input to
+                                  root, which never chmods, chowns or follows a symlink
+                                  there (directory descriptors, O_NOFOLLOW)
         incoming/                 a bundle being written
         staged.tar                a complete bundle, renamed into place atomically
-        applying.tar              the staged bundle once the updater has taken it
+        taking.tar                staged.tar while the updater copies it
+    /var/lib/evsed-updater/       the WORK area, written by root only: root:root 0755
+                                  (the daemon reads result.json); the updater refuses to
+                                  run if it is a symlink, not root's or group/other-
+                                  writable, and trusts in it only regular files of root's
+        applying.tar              root's copy (0600) of the bundle being installed
+        work-*/                   that bundle unpacked
         state.json                the updater's progress (atomic: temp file + replace + fsync)
-        result.json               the last outcome, for the daemon to report:
+        result.json               the last outcome, for the daemon to report (0644):
                                   {"job", "version", "outcome", "detail", "finished_at"}
                                   outcome: installed | rolled_back | install_failed
 
@@ -34,21 +41,38 @@ so installing needs no network; deploy/build-bundle.sh adds the installer (insta
 the example configuration, systemd/evsed*.service|path), which an update ignores.
 Nothing else may be in it; members with absolute
 paths, `..`, links or devices are refused, and extraction also uses tarfile's "data"
-filter where the interpreter has it.
+filter where the interpreter has it. The members are checked and extracted through
+one open file and one TarFile, so what is extracted is what was checked.
 
 Details beyond the original design, and why:
 
 - `confirmed`: the root updater unit runs `/opt/evsed/confirmed/bin/evsed update ...`,
   not `current`, so a new release whose own code is broken cannot break the roll-back
   of itself after a power cut during its trial.
-- The updater renames staged.tar to applying.tar before anything else: a bundle is
-  consumed exactly once, the path unit is not re-triggered by a bundle that crashed the
-  updater, and the daemon can stage the next bundle meanwhile.
+- Two areas, not one: the daemon can replace anything in a directory it owns (by a
+  symlink to /etc, a FIFO, a directory, a forged state), so nothing root acts on lives
+  there. The updater takes a bundle by renaming staged.tar to taking.tar in the inbox
+  (a bundle staged meanwhile is kept for the next round), opening it through the
+  inbox's descriptor with O_NOFOLLOW|O_NONBLOCK, checking with fstat that it is a
+  regular file of at most MAX_BUNDLE_FILE_BYTES, and copying it into applying.tar
+  (fsynced) before it removes taking.tar: from then on it reads only its own copy,
+  which the daemon cannot change between the check and the extraction. A staged
+  bundle is consumed exactly once, the path unit is not re-triggered by a bundle that
+  crashed the updater, and the daemon can stage the next bundle meanwhile.
+- state.json, result.json and applying.tar are trusted only as regular files owned by
+  root (when the updater runs as root), opened without following a symlink and
+  without blocking: anything else is an unreadable state (back to the confirmed
+  release), no recorded result, a bundle that failed to install; and is removed.
+- `apply --bundle FILE` (the installer, as root) copies FILE into applying.tar and
+  installs it, without the inbox.
 - `job` (a random id) in state.json and result.json: a re-run after a crash between
   writing the result and clearing the state sees that the outcome is already recorded
   and does not record (or redo) it twice; the daemon can report each job once.
 - The install is retried after a crash (it only ever touches the inactive slot), at
   most MAX_INSTALL_ATTEMPTS times, so a bundle that kills the updater cannot loop.
+- A new slot's files are flushed (os.sync) before its release.json is written: with
+  delayed allocation a power cut could otherwise leave empty files in a slot that is
+  marked complete, switched to and confirmed.
 - state.json's trial "deadline" is wall-clock time, informational only: after a power
   cut the health check gets a fresh timeout.
 - Resuming a trial always restarts the daemon: the updater cannot tell whether the
@@ -66,7 +90,11 @@ path-unit trigger; `apply` and `resume` both finish a pending job) does:
 =======================================  ===============================================
 crash                                    next run
 =======================================  ===============================================
-after staged.tar -> applying.tar         starts the job (install into the inactive slot)
+after staged.tar -> taking.tar, before   copies taking.tar, then as below
+  its copy is complete
+after the copy (applying.tar), before    removes taking.tar; starts the job
+  taking.tar is removed
+after taking.tar is removed              starts the job (install into the inactive slot)
 during install / after install, before   current untouched; install again from
   the trial state is written               applying.tar (attempt n+1 of 3)
 after the trial state, before switching  switch to the new slot, restart, health check
@@ -94,12 +122,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import grp
 import json
 import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -110,7 +138,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 log = logging.getLogger("evsed.update")
 
@@ -122,6 +150,10 @@ SETTLE_S: Final = 10.0  # the health check's conditions must hold this long
 POLL_S: Final = 1.0
 MAX_INSTALL_ATTEMPTS: Final = 3
 MAX_BUNDLE_BYTES: Final = 512 * 2**20  # unpacked, summed over the members
+MAX_BUNDLE_FILE_BYTES: Final = MAX_BUNDLE_BYTES + 16 * 2**20  # the tar file: + headers
+MAX_JSON_BYTES: Final = 2**20  # state.json, result.json, release.json
+STAGED: Final = "staged.tar"  # in the inbox
+TAKING: Final = "taking.tar"  # in the inbox, while the updater copies it
 # deploy/build-bundle.sh also packs the installer, so one file installs a new device;
 # an update installs only the wheels (units change with the installer or the package).
 INSTALLER_FILES: Final = frozenset({"install.sh", "evsed.example.toml"})
@@ -169,28 +201,43 @@ class Layout:
         return self.base / "releases" / name
 
     @property
-    def update_dir(self) -> Path:
+    def inbox(self) -> Path:
+        """The daemon's hand-over directory: untrusted, never written through by root."""
         return self.root / "var/lib/evsed/update"
 
     @property
     def incoming(self) -> Path:
-        return self.update_dir / "incoming"
+        return self.inbox / "incoming"
 
     @property
     def staged(self) -> Path:
-        return self.update_dir / "staged.tar"
+        return self.inbox / STAGED
+
+    @property
+    def taking(self) -> Path:
+        return self.inbox / TAKING
+
+    @property
+    def legacy_result_file(self) -> Path:
+        """Where releases before the inbox/work split wrote result.json (in the inbox)."""
+        return self.inbox / "result.json"
+
+    @property
+    def work_dir(self) -> Path:
+        """The updater's own directory: root:root 0755, written by root only."""
+        return self.root / "var/lib/evsed-updater"
 
     @property
     def applying(self) -> Path:
-        return self.update_dir / "applying.tar"
+        return self.work_dir / "applying.tar"
 
     @property
     def state_file(self) -> Path:
-        return self.update_dir / "state.json"
+        return self.work_dir / "state.json"
 
     @property
     def result_file(self) -> Path:
-        return self.update_dir / "result.json"
+        return self.work_dir / "result.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +292,66 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_O_DIR: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_O_FILE: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO: no wait
+
+
+def _as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _distrust(st: os.stat_result) -> str:
+    """Why a file the updater reads is not to be trusted, or "": it must be a regular
+    file, and root's when the updater runs as root."""
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if _as_root() and st.st_uid != 0:
+        return f"owned by uid {st.st_uid}, not root"
+    return ""
+
+
+def _open_trusted(path: Path) -> BinaryIO:
+    """Open a file of the work area (or a slot) for reading, if it can be trusted:
+    FileNotFoundError if there is none, UpdateError if it is not a regular file of
+    root's. Never follows a symlink, never blocks on a FIFO."""
+    why = _distrust(os.lstat(path))
+    if not why:
+        try:
+            fd = os.open(path, _O_FILE)
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            raise UpdateError(f"{path}: {e.strerror}") from None
+        if not (why := _distrust(os.fstat(fd))):
+            return os.fdopen(fd, "rb")
+        os.close(fd)
+    raise UpdateError(f"{path}: {why}")
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON in `path`, or None if there is no such file; ValueError if it cannot be
+    read or trusted (a symlink, directory, FIFO, someone else's file: see _open_trusted)."""
+    try:
+        with _open_trusted(path) as f:
+            data = f.read(MAX_JSON_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except UpdateError as e:
+        raise ValueError(str(e)) from None
+    if len(data) > MAX_JSON_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_JSON_BYTES} bytes")
+    return json.loads(data.decode("utf-8"))
+
+
+def read_json_file(path: Path) -> Any:
+    """The JSON in `path` (a regular file, not followed if a symlink, see _read_json), or
+    None if it is missing or unusable. For readers of result.json such as the daemon."""
+    try:
+        return _read_json(Path(path))
+    except (OSError, ValueError):
+        return None
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Replace `path` with `data` atomically and durably (temp file, fsync, rename, fsync dir)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -255,6 +362,8 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
+        if path.is_dir() and not path.is_symlink():  # a rename cannot replace a directory
+            shutil.rmtree(path)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -263,21 +372,40 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     _fsync_dir(path.parent)
 
 
-def _read_json(path: Path) -> Any:
-    """The JSON in `path`, or None if there is no such file."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-
-
 def _remove(path: Path) -> None:
-    """Remove a file durably, if it is there."""
+    """Remove a file (or whatever is there instead: a directory too) durably."""
     try:
         path.unlink()
     except FileNotFoundError:
         return
+    except IsADirectoryError:
+        shutil.rmtree(path)
     _fsync_dir(path.parent)
+
+
+def _discard_at(dir_fd: int, name: str) -> None:
+    """Remove `name` in the directory `dir_fd` whatever it is, following no symlink."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except (IsADirectoryError, PermissionError):  # a directory: EISDIR (EPERM elsewhere)
+        if shutil.rmtree.avoids_symlink_attacks:
+            shutil.rmtree(name, ignore_errors=True, dir_fd=dir_fd)
+        else:  # pragma: no cover - Linux has the fd-based functions
+            log.error("cannot safely remove the directory %s", name)
+
+
+def _open_inbox(layout: Layout) -> int | None:
+    """A descriptor of the inbox, not following a symlink; None (logged) if there is
+    none or it is not a directory."""
+    try:
+        return os.open(layout.inbox, _O_DIR)
+    except FileNotFoundError:
+        return None
+    except OSError as e:  # ELOOP/ENOTDIR: a symlink or not a directory
+        log.error("ignoring the inbox %s: %s", layout.inbox, e.strerror)
+        return None
 
 
 def _point(link: Path, slot: str) -> None:
@@ -401,36 +529,44 @@ def _check_members(tar: tarfile.TarFile) -> None:
         raise BundleError("release.json missing from bundle")
 
 
-def _open_bundle(path: Path) -> tarfile.TarFile:
+def _open_bundle(source: Path | BinaryIO) -> tarfile.TarFile:
     try:
-        return tarfile.open(path, "r:*")
+        if isinstance(source, Path):
+            return tarfile.open(source, "r:*")
+        return tarfile.open(fileobj=source, mode="r:*")
     except FileNotFoundError:
-        raise BundleError(f"no bundle at {path}") from None
+        raise BundleError(f"no bundle at {source}") from None
     except (tarfile.TarError, OSError, EOFError) as e:
         raise BundleError(f"not a tar bundle: {e}") from None
 
 
-def read_bundle(path: Path) -> Release:
-    """Validate a bundle without unpacking it; returns its release.json."""
-    with _open_bundle(path) as tar:
-        try:
-            _check_members(tar)
-            name = next(m for m in tar.getmembers() if _member_name(m) == "release.json")
-            f = tar.extractfile(name)
-            assert f is not None  # a regular file, checked above
-            release = Release.from_json(json.loads(f.read()))
-            wheels = {_member_name(m) for m in tar.getmembers()}
-        except (tarfile.TarError, OSError, EOFError, ValueError) as e:
-            raise BundleError(f"damaged bundle: {e}") from None
+def _read_release(tar: tarfile.TarFile) -> Release:
+    """Check an open bundle's members; its release.json."""
+    try:
+        _check_members(tar)
+        name = next(m for m in tar.getmembers() if _member_name(m) == "release.json")
+        f = tar.extractfile(name)
+        assert f is not None  # a regular file, checked above
+        release = Release.from_json(json.loads(f.read()))
+        wheels = {_member_name(m) for m in tar.getmembers()}
+    except (tarfile.TarError, OSError, EOFError, ValueError) as e:
+        raise BundleError(f"damaged bundle: {e}") from None
     if f"wheels/{release.evsed_wheel}" not in wheels:
         raise BundleError(f"bundle lacks wheels/{release.evsed_wheel} named by release.json")
     return release
 
 
-def unpack_bundle(path: Path, dest: Path) -> Release:
-    """Validate and unpack a bundle into the empty directory `dest`."""
-    release = read_bundle(path)
-    with _open_bundle(path) as tar:
+def read_bundle(path: Path) -> Release:
+    """Validate a bundle without unpacking it; returns its release.json."""
+    with _open_bundle(Path(path)) as tar:
+        return _read_release(tar)
+
+
+def _unpack(source: Path | BinaryIO, dest: Path) -> Release:
+    """Check and extract through one TarFile: the members extracted (names, types, from
+    its cached member list) are the members checked."""
+    with _open_bundle(source) as tar:
+        release = _read_release(tar)
         try:
             if hasattr(tarfile, "data_filter"):
                 tar.extractall(dest, filter="data")
@@ -441,34 +577,94 @@ def unpack_bundle(path: Path, dest: Path) -> Release:
     return release
 
 
+def unpack_bundle(path: Path, dest: Path) -> Release:
+    """Validate and unpack a bundle into the empty directory `dest`."""
+    try:
+        with open(path, "rb") as f:  # one open file for the check and the extraction
+            return _unpack(f, dest)
+    except FileNotFoundError:
+        raise BundleError(f"no bundle at {path}") from None
+
+
+def _subdir(parent_fd: int, name: str, owner: os.stat_result | None) -> int:
+    """A descriptor of the directory `name` in `parent_fd`, made (0770) if missing and
+    then given to `owner`'s uid and gid (root only); never follows a symlink."""
+    try:
+        return os.open(name, _O_DIR, dir_fd=parent_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise UpdateError(f"{name}: not a directory ({e.strerror}); not staging") from None
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(name, 0o770, dir_fd=parent_fd)
+    try:
+        fd = os.open(name, _O_DIR, dir_fd=parent_fd)
+    except OSError as e:
+        raise UpdateError(f"{name}: not a directory ({e.strerror}); not staging") from None
+    if owner is not None and _as_root():
+        os.fchown(fd, owner.st_uid, owner.st_gid)  # the descriptor: no symlink to follow
+    os.fsync(parent_fd)
+    return fd
+
+
 def stage(bundle: Path, layout: Layout) -> Path:
     """Hand a downloaded bundle to the updater: validate, copy into incoming/, rename to
-    staged.tar. Runs as the daemon's user. A bundle already in incoming/ is moved, not
-    copied. A staged bundle the updater has not taken yet is replaced."""
+    staged.tar in the inbox. Runs as the daemon's user (and as root from an installer).
+    A bundle already in incoming/ is moved, not copied (not by root: root copies). A
+    staged bundle the updater has not taken yet is replaced.
+
+    The inbox belongs to the daemon: everything here goes through directory
+    descriptors opened with O_NOFOLLOW, nothing is chmodded there, and whatever root
+    creates (incoming/ if missing, the bundle file) gets the owner of the daemon's state
+    directory (the inbox's parent), so the daemon can replace it later."""
     bundle = Path(bundle)
     read_bundle(bundle)
-    if os.geteuid() == 0:
-        prepare_update_dir(layout)  # root stages too (the installer): keep it the daemon's
-    layout.incoming.mkdir(parents=True, exist_ok=True)
-    if bundle.resolve().parent == layout.incoming.resolve():
-        with open(bundle, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(bundle, layout.staged)
-    else:
-        fd, tmp = tempfile.mkstemp(prefix="bundle.", suffix=".tar", dir=layout.incoming)
-        try:
-            with os.fdopen(fd, "wb") as out, open(bundle, "rb") as src:
-                shutil.copyfileobj(src, out, 1 << 20)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, layout.staged)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    _fsync_dir(layout.update_dir)
+    parent = layout.inbox.parent
+    parent.mkdir(parents=True, exist_ok=True)  # /var/lib/evsed: systemd's StateDirectory
+    parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    with contextlib.ExitStack() as stack:
+        stack.callback(os.close, parent_fd)
+        owner = os.fstat(parent_fd)
+        inbox = _subdir(parent_fd, layout.inbox.name, owner)
+        stack.callback(os.close, inbox)
+        incoming = _subdir(inbox, layout.incoming.name, owner)
+        stack.callback(os.close, incoming)
+        if not _as_root() and _same_file(bundle.parent, incoming):
+            with open(bundle, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(bundle.name, STAGED, src_dir_fd=incoming, dst_dir_fd=inbox)
+        else:
+            _copy_to_inbox(bundle, incoming, inbox, owner)
+        os.fsync(inbox)
     return layout.staged
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    there = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _copy_to_inbox(bundle: Path, incoming: int, inbox: int, owner: os.stat_result) -> None:
+    name = f"bundle.{uuid.uuid4().hex}.tar"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(name, flags, 0o644, dir_fd=incoming)
+    try:
+        with os.fdopen(fd, "wb") as out, open(bundle, "rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+            out.flush()
+            if _as_root():
+                os.fchown(out.fileno(), owner.st_uid, owner.st_gid)
+            os.fchmod(out.fileno(), 0o644)
+            os.fsync(out.fileno())
+        os.replace(name, STAGED, src_dir_fd=incoming, dst_dir_fd=inbox)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=incoming)
+        raise
 
 
 # --- the defaults of the injected side effects --------------------------------------------
@@ -608,6 +804,9 @@ def _install_slot(
     install(layout.slot(slot), wheels, release)
     if not (layout.slot(slot) / "bin/evsed").exists():
         raise UpdateError(f"the install left no bin/evsed in slot {slot}")
+    # Everything the install wrote reaches the disk before release.json marks the slot
+    # complete (ext4 delayed allocation: else a power cut can leave empty files in it).
+    os.sync()
     info = {**asdict(release), "installed_at": _now_iso(wall)}
     _write_json(layout.slot(slot) / "release.json", info)
 
@@ -650,36 +849,137 @@ class Updater:
 
     # --- public ---
 
-    def apply(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[Result]:
-        """Finish a pending job, then install every staged bundle; the outcomes, in order."""
+    def apply(
+        self, timeout_s: float = DEFAULT_TIMEOUT_S, bundle: Path | None = None
+    ) -> list[Result]:
+        """Finish a pending job, then install every staged bundle (or only `bundle`, a
+        file of the caller's, when given); the outcomes, in order."""
         results: list[Result] = []
         with _locked(self.layout):
+            prepare_work_dir(self.layout)
             if (pending := self._resume(timeout_s)) is not None:
                 results.append(pending)
-            while self.layout.staged.exists():
-                os.replace(self.layout.staged, self.layout.applying)
-                _fsync_dir(self.layout.update_dir)
+            if bundle is not None:
+                self._take_file(Path(bundle))
                 self.step("taken")
                 results.append(self._install_job({}, timeout_s))
+                return results
+            while (result := self._take(STAGED, timeout_s)) is not None:
+                results.append(result)
         return results
 
     def resume(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> Result | None:
         """Finish a job interrupted by a crash or power cut; None if there is none."""
         with _locked(self.layout):
+            prepare_work_dir(self.layout)
             return self._resume(timeout_s)
+
+    # --- taking a bundle ---
+
+    def _take(self, name: str, timeout_s: float) -> Result | None:
+        """Take the inbox's `name` (staged.tar, or taking.tar after a crash) and run its
+        job; None if there is nothing to take."""
+        inbox = _open_inbox(self.layout)
+        if inbox is None:
+            return None
+        try:
+            if name != TAKING:
+                try:
+                    os.rename(name, TAKING, src_dir_fd=inbox, dst_dir_fd=inbox)
+                except FileNotFoundError:
+                    return None
+                except OSError:  # something in the way (a directory): remove it, once
+                    _discard_at(inbox, TAKING)
+                    try:
+                        os.rename(name, TAKING, src_dir_fd=inbox, dst_dir_fd=inbox)
+                    except FileNotFoundError:
+                        return None
+                    except OSError as e:
+                        log.error("cannot take %s/%s: %s", self.layout.inbox, name, e.strerror)
+                        return None
+                os.fsync(inbox)
+            try:
+                src = os.open(TAKING, _O_FILE, dir_fd=inbox)
+            except FileNotFoundError:
+                return None
+            except OSError as e:  # ELOOP: a symlink
+                refused = f"the staged bundle cannot be opened: {e.strerror}"
+            else:
+                try:
+                    refused = self._copy_in(src)
+                except (UpdateError, OSError) as e:
+                    refused = f"cannot copy the staged bundle: {e}"
+                finally:
+                    os.close(src)
+            _discard_at(inbox, TAKING)
+            os.fsync(inbox)
+        finally:
+            os.close(inbox)
+        if refused:
+            return self._finish(uuid.uuid4().hex, "", INSTALL_FAILED, refused)
+        self.step("taken")
+        return self._install_job({}, timeout_s)
+
+    def _take_file(self, bundle: Path) -> None:
+        """Copy a bundle file given on the command line into applying.tar."""
+        try:
+            src = os.open(bundle, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            raise UpdateError(f"cannot open {bundle}: {e.strerror}") from None
+        try:
+            refused = self._copy_in(src)
+        finally:
+            os.close(src)
+        if refused:
+            raise UpdateError(f"{bundle}: {refused}")
+
+    def _copy_in(self, src: int) -> str:
+        """Copy the open bundle file `src` into applying.tar (root's, 0600, durable);
+        why it is refused, or "". Only this copy is read from then on."""
+        st = os.fstat(src)
+        if not stat.S_ISREG(st.st_mode):
+            return "the bundle is not a regular file"
+        if st.st_size > MAX_BUNDLE_FILE_BYTES:
+            return f"the bundle is too large: {st.st_size} bytes"
+        work = self.layout.work_dir
+        fd, tmp = tempfile.mkstemp(prefix=".applying.", dir=work)  # 0600
+        try:
+            with os.fdopen(fd, "wb") as out:
+                size = 0
+                while chunk := os.read(src, 1 << 20):
+                    size += len(chunk)
+                    if size > MAX_BUNDLE_FILE_BYTES:  # it grew meanwhile
+                        raise BundleError(f"the bundle is too large: over {size} bytes")
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.layout.applying)
+        except BundleError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            return str(e)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(work)
+        return ""
 
     # --- jobs ---
 
     def _resume(self, timeout_s: float) -> Result | None:
         self._clean_leftovers()
+        if os.path.lexists(self.layout.applying):
+            self._forget_taken()
         try:
             state = _read_json(self.layout.state_file)
-        except (OSError, ValueError):
+        except (OSError, ValueError) as e:
+            log.error("state.json: %s", e)
             state = "unreadable"
         if state is None:
-            if self.layout.applying.exists():
+            if os.path.lexists(self.layout.applying):
                 return self._install_job({}, timeout_s)
-            return None
+            return self._take(TAKING, timeout_s)
         phase = state.get("phase") if isinstance(state, dict) else None
         slots_ok = isinstance(state, dict) and {state.get("from"), state.get("to")} == set(SLOTS)
         if phase not in ("installing", "trial", "rollback") or not slots_ok:
@@ -702,7 +1002,7 @@ class Updater:
         layout = self.layout
         job = str(state.get("job") or uuid.uuid4().hex)
         version = str(state.get("version", ""))
-        if not layout.applying.exists():
+        if not os.path.lexists(layout.applying):
             return self._finish(job, version, INSTALL_FAILED, "the bundle vanished mid-install")
         attempts = int(state.get("attempts", 0)) + 1
         if attempts > MAX_INSTALL_ATTEMPTS:
@@ -717,9 +1017,10 @@ class Updater:
         state |= {"attempts": attempts, "version": version}
         _write_json(layout.state_file, state)
         self.step("installing")
-        with tempfile.TemporaryDirectory(prefix="work-", dir=layout.update_dir) as work:
+        with tempfile.TemporaryDirectory(prefix="work-", dir=layout.work_dir) as work:
             try:
-                release = unpack_bundle(layout.applying, Path(work))
+                with _open_trusted(layout.applying) as bundle:  # root's copy, only
+                    release = _unpack(bundle, Path(work))
                 version = release.version
                 log.info("installing %s into slot %s", version, new)
                 wheels = Path(work) / "wheels"
@@ -804,9 +1105,22 @@ class Updater:
             return None
         return result if result is not None and result.job == state.get("job") else None
 
+    def _forget_taken(self) -> None:
+        """Drop the inbox's taking.tar: applying.tar exists, so a crash came after the
+        copy was complete and before taking.tar was removed; the copy is the job."""
+        inbox = _open_inbox(self.layout)
+        if inbox is not None:
+            try:
+                _discard_at(inbox, TAKING)
+                os.fsync(inbox)
+            finally:
+                os.close(inbox)
+
     def _clean_leftovers(self) -> None:
-        for work in self.layout.update_dir.glob("work-*"):
+        for work in self.layout.work_dir.glob("work-*"):
             shutil.rmtree(work, ignore_errors=True)
+        for tmp in self.layout.work_dir.glob(".applying.*"):
+            _remove(tmp)
 
 
 def install_first(
@@ -820,6 +1134,7 @@ def install_first(
     """
     source = Path(bundle_or_wheels)
     with _locked(layout):
+        prepare_work_dir(layout)
         if layout.current.is_symlink() or layout.current.exists():
             slot = slot_of(layout.current)
             raise UpdateError(
@@ -843,20 +1158,38 @@ def install_first(
             _install_slot(layout, "a", wheels, release, install, time.time())
         _point(layout.current, "a")
         _point(layout.confirmed, "a")
-        prepare_update_dir(layout)
         return release
 
 
-def prepare_update_dir(layout: Layout, group: str = "evsed") -> None:
-    """Create the hand-over area and its incoming/ as root:<group> 1770 (as tmpfiles.d
-    would): the daemon can stage into them, the sticky bit keeps it from replacing the
-    updater's files. The group is set only when run as root and the group exists."""
-    for directory in (layout.update_dir, layout.incoming):
-        directory.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            with contextlib.suppress(KeyError):
-                os.chown(directory, 0, grp.getgrnam(group).gr_gid)
-        os.chmod(directory, 0o1770)
+def prepare_work_dir(layout: Layout) -> None:
+    """Make the updater's work area (root:root 0755) if missing, and refuse
+    (UpdateError) to work in one that is a symlink or not a directory, not root's (when
+    running as root) or writable by group or others: it must be written by root only.
+    Its parent (/var/lib) is root's, so what is checked here stays so."""
+    path = layout.work_dir
+    created = False
+    try:
+        os.makedirs(path, mode=0o755)
+        created = True
+    except FileExistsError:
+        pass
+    if stat.S_ISLNK(os.lstat(path).st_mode):
+        raise UpdateError(f"{path} is a symlink; refusing to update")
+    try:
+        fd = os.open(path, _O_DIR)
+    except OSError as e:
+        raise UpdateError(f"{path}: {e.strerror}; refusing to update") from None
+    try:
+        st = os.fstat(fd)
+        if _as_root() and st.st_uid != 0:
+            raise UpdateError(f"{path} is owned by uid {st.st_uid}, not root; refusing to update")
+        if st.st_mode & 0o022:
+            mode = stat.S_IMODE(st.st_mode)
+            raise UpdateError(f"{path} is writable by others ({mode:o}); refusing to update")
+        if created and stat.S_IMODE(st.st_mode) != 0o755:  # the umask: the daemon reads it
+            os.fchmod(fd, 0o755)
+    finally:
+        os.close(fd)
 
 
 # --- command line ------------------------------------------------------------------------
@@ -888,7 +1221,7 @@ def status_lines(layout: Layout) -> list[str]:
         )
     elif state is not None:
         lines.append("in progress: state.json unreadable")
-    if layout.staged.exists():
+    if os.path.lexists(layout.staged):
         lines.append(f"staged: {layout.staged}")
     try:
         result = _read_json(layout.result_file)
@@ -924,6 +1257,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         p = sub.add_parser(name, help=text)
         p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="health check s")
         p.add_argument("--config", "-c", type=Path, default=DEFAULT_CONFIG)
+        if name == "apply":
+            p.add_argument(
+                "--bundle",
+                type=Path,
+                help="install this bundle file (the installer's, as root), not the staged one",
+            )
     sub.add_parser("status", help="the installed releases and the last outcome")
     p = sub.add_parser("install-first", help="first installation into slot a (root)")
     p.add_argument("source", type=Path, help="a bundle or a directory of wheels")
@@ -948,7 +1287,7 @@ def cli(args: argparse.Namespace) -> int:
             return 0
         updater = Updater(layout, config_path=args.config)
         if command == "apply":
-            results = updater.apply(args.timeout)
+            results = updater.apply(args.timeout, bundle=args.bundle)
         else:
             resumed = updater.resume(args.timeout)
             results = [resumed] if resumed else []

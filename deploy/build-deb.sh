@@ -67,7 +67,7 @@ if [ "$1" = remove ] || [ "$1" = purge ]; then
     rm -f /usr/local/bin/evsed
 fi
 if [ "$1" = purge ]; then
-    rm -rf /etc/evsed /var/lib/evsed
+    rm -rf /etc/evsed /var/lib/evsed /var/lib/evsed-updater
     if getent passwd evsed >/dev/null; then userdel evsed || true; fi
 fi
 SCRIPT

@@ -80,6 +80,10 @@ tar -xf "$BUNDLE" -C "$WORK/bundle" release.json wheels \
     || die "$BUNDLE is not an evsed release bundle (release.json and wheels/)"
 VERSION=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' \
     "$WORK/bundle/release.json") || die "$BUNDLE: unreadable release.json"
+WHEEL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["evsed_wheel"])' \
+    "$WORK/bundle/release.json")
+# The updater needs only the standard library: it runs straight from the new wheel.
+updater() { PYTHONPATH="$WORK/bundle/wheels/$WHEEL" python3 -m controller.update "$@"; }
 
 # --- user, groups, directories ------------------------------------------------------
 for group in gpio spi dialout; do
@@ -114,23 +118,20 @@ systemctl enable evsed.service evsed-provision.service evsed-update.service \
 # --- the release ----------------------------------------------------------------------
 if [ ! -e "$OPT/current" ]; then
     say "installing evsed $VERSION into $OPT/releases/a"
-    # The updater needs only the standard library: it runs straight from the wheel.
-    WHEEL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["evsed_wheel"])' \
-        "$WORK/bundle/release.json")
-    PYTHONPATH="$WORK/bundle/wheels/$WHEEL" python3 -m controller.update install-first \
-        "$BUNDLE" || die "could not install evsed $VERSION from the bundle"
+    updater install-first "$BUNDLE" || die "could not install evsed $VERSION from the bundle"
     if [ "$BOOTED" = yes ] && [ "$START" = yes ]; then
         systemctl start evsed-update.path
         systemctl start evsed.service || die "evsed did not start: journalctl -u evsed"
     fi
 else
     say "upgrading to evsed $VERSION (A/B, rolled back if it fails its health check)"
-    "$OPT/current/bin/evsed" update stage "$BUNDLE"
     if [ "$BOOTED" = yes ]; then
-        # Through the unit, so it never races the path unit's own run of the updater.
-        systemctl start evsed-update.service \
+        # Root's own copy of the bundle, never through the daemon's inbox; the updater's
+        # lock keeps it from racing the path unit's run.
+        "$OPT/confirmed/bin/evsed" update apply --bundle "$BUNDLE" \
             || die "the upgrade to $VERSION failed: $("$OPT/current/bin/evsed" update status)"
     else
+        updater stage "$BUNDLE"
         say "the staged release is installed at the next boot"
     fi
 fi

@@ -253,6 +253,7 @@ def test_the_updater_reports_the_outcome_after_the_restart(
     layout.staged.unlink()
     finished = datetime.now(UTC).isoformat(timespec="seconds")
     result = {"job": "job-1", "version": "9.9.9", "outcome": "installed", "detail": "slot b"}
+    layout.work_dir.mkdir(parents=True, exist_ok=True)
     layout.result_file.write_text(json.dumps(result | {"finished_at": finished}))
     restart = csms.mark()
     daemon.start()

@@ -123,7 +123,7 @@ def test_a_release_that_fails_its_health_check_is_rolled_back(
     device.check("install", "-o", "evsed", "-m", "0644", "/mnt/evsed/bad.tar", "/tmp/bad.tar")
     device.check("runuser", "-u", "evsed", "--", EVSED, "update", "stage", "/tmp/bad.tar")
     # The path unit starts the updater; it installs, switches, restarts, waits, rolls back.
-    result = Path(device.root / "var/lib/evsed/update/result.json")
+    result = Path(device.root / "var/lib/evsed-updater/result.json")
     outcome = until(
         lambda: (
             result.exists()

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 from controller.firmware_install import CommandInstaller, InstallError, UpdaterInstaller
-from controller.update import Layout, build_bundle
+from controller.update import Layout, build_bundle, prepare_work_dir
 
 
 def make_bundle(directory: Path, version: str = "9.9.9") -> Path:
@@ -63,6 +64,7 @@ def test_the_updater_installer_stages_and_reads_its_result(tmp_path: Path) -> No
     bundle = make_bundle(tmp_path / "build")
     root = tmp_path / "root"
     layout = Layout(root)
+    prepare_work_dir(layout)  # the updater's, made by root at the first install
     installer = UpdaterInstaller(root, wait_s=10, poll_s=0.01)
 
     async def main() -> None:
@@ -93,6 +95,32 @@ def test_the_updater_installer_stages_and_reads_its_result(tmp_path: Path) -> No
 
     asyncio.run(main())
     assert layout.staged.exists()  # handed over for the updater
+
+
+def test_the_updater_installer_reads_the_result_an_older_updater_left_in_the_inbox(
+    tmp_path: Path,
+) -> None:
+    """The upgrade to this release was run by the previous release's updater, which
+    wrote result.json into the inbox; the new location wins when both are there."""
+    root = tmp_path / "root"
+    layout = Layout(root)
+    installer = UpdaterInstaller(root, wait_s=10, poll_s=0.01)
+    memo = {"version": "9.9.9", "staged_at": "2030-01-01T00:00:00+00:00"}
+    result = {"version": "9.9.9", "detail": "", "finished_at": memo["staged_at"]}
+    layout.inbox.mkdir(parents=True)
+    layout.legacy_result_file.write_text(
+        json.dumps(result | {"job": "old", "outcome": "installed"})
+    )
+    outcome = asyncio.run(installer.outcome(memo, None))
+    assert (outcome.installed, outcome.job) == (True, "old")
+
+    prepare_work_dir(layout)
+    layout.result_file.write_text(json.dumps(result | {"job": "new", "outcome": "rolled_back"}))
+    outcome = asyncio.run(installer.outcome(memo, None))
+    assert (outcome.installed, outcome.job) == (False, "new")
+    layout.result_file.unlink()
+    os.mkfifo(layout.result_file)  # unusable (and never waited on): the other one
+    assert asyncio.run(installer.outcome(memo, None)).job == "old"
 
 
 def test_the_updater_installer_refuses_what_is_no_bundle(tmp_path: Path) -> None:

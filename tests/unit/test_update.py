@@ -9,7 +9,9 @@ import io
 import json
 import os
 import shutil
+import signal
 import socketserver
+import stat
 import subprocess
 import tarfile
 import threading
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from controller import update
 from controller.update import (
     INSTALL_FAILED,
     INSTALLED,
@@ -36,6 +39,7 @@ from controller.update import (
     build_bundle,
     install_first,
     main,
+    prepare_work_dir,
     read_bundle,
     slot_of,
     stage,
@@ -97,6 +101,8 @@ def raw_bundle(path: Path, members: dict[str, bytes], *, link: str | None = None
     return path
 
 
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+DAEMON_UID = 65534  # "nobody" standing in for the daemon's user, evsed
 RELEASE_JSON = json.dumps({"version": "9.0", "evsed_wheel": "evsed-9.0-py3-none-any.whl"}).encode()
 WHEEL_MEMBER = {"wheels/evsed-9.0-py3-none-any.whl": b"not really a wheel"}
 
@@ -186,10 +192,11 @@ def result_json(layout: Layout) -> dict[str, str]:
 
 def assert_idle(layout: Layout) -> None:
     """Nothing pending: no state, no bundle in hand, no unpacked leftovers."""
-    assert not layout.state_file.exists()
-    assert not layout.applying.exists()
-    assert not layout.staged.exists()
-    assert list(layout.update_dir.glob("work-*")) == []
+    assert not os.path.lexists(layout.state_file)
+    assert not os.path.lexists(layout.applying)
+    assert not os.path.lexists(layout.staged)
+    assert not os.path.lexists(layout.taking)
+    assert [p.name for p in layout.work_dir.iterdir()] in ([], ["result.json"])
     assert list(layout.base.glob(".*.new")) == []
 
 
@@ -404,7 +411,6 @@ def test_an_install_that_keeps_crashing_is_dropped(layout: Layout, tmp_path: Pat
 
 
 def test_unreadable_state_returns_to_the_confirmed_release(layout: Layout) -> None:
-    layout.update_dir.mkdir(parents=True, exist_ok=True)
     layout.state_file.write_text("{not json")
     result = updater(layout, FakeInstall(layout), FakeStation(layout)).resume()
     assert result is not None and result.outcome == ROLLED_BACK
@@ -445,6 +451,7 @@ def test_bad_bundles_are_refused_on_stage_and_on_apply(
         stage(bad, layout)
     assert not layout.staged.exists()
 
+    layout.inbox.mkdir(parents=True, exist_ok=True)
     shutil.copy(bad, layout.staged)  # bypassing stage(): apply checks again
     install, station = FakeInstall(layout), FakeStation(layout)
     [result] = updater(layout, install, station).apply()
@@ -482,13 +489,401 @@ def test_build_bundle_needs_the_evsed_wheel_of_that_version(tmp_path: Path) -> N
     assert read_bundle(bundle) == Release("1.0", "evsed-1.0-py3-none-any.whl")
 
 
-def test_stage_moves_a_bundle_written_into_incoming(layout: Layout, tmp_path: Path) -> None:
-    layout.incoming.mkdir(exist_ok=True)  # the daemon downloads straight into incoming/
+def test_stage_moves_a_bundle_written_into_incoming(
+    layout: Layout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(update, "_as_root", lambda: False)  # as the daemon
+    layout.incoming.mkdir(parents=True)  # the daemon downloads straight into incoming/
     downloaded = layout.incoming / "download.tar"
     shutil.copy(make_bundle(tmp_path, "2.0"), downloaded)
     assert stage(downloaded, layout) == layout.staged
     assert not downloaded.exists()
     assert read_bundle(layout.staged).version == "2.0"
+
+
+def test_stage_as_root_copies_and_leaves_the_files_to_the_daemon(
+    layout: Layout, tmp_path: Path
+) -> None:
+    state_dir = layout.inbox.parent
+    state_dir.mkdir(parents=True)
+    os.chown(state_dir, DAEMON_UID, DAEMON_UID)  # /var/lib/evsed is the daemon's
+    layout.inbox.mkdir()
+    os.chown(layout.inbox, DAEMON_UID, DAEMON_UID)
+    os.chmod(layout.inbox, 0o700)
+    layout.incoming.mkdir()
+    os.chown(layout.incoming, DAEMON_UID, DAEMON_UID)
+    downloaded = layout.incoming / "download.tar"
+    shutil.copy(make_bundle(tmp_path, "2.0"), downloaded)
+
+    assert stage(downloaded, layout) == layout.staged
+    assert downloaded.exists()  # root copies, never moves
+    staged = os.stat(layout.staged)
+    assert (staged.st_uid, staged.st_gid, staged.st_mode & 0o777) == (DAEMON_UID, DAEMON_UID, 0o644)
+    inbox = os.stat(layout.inbox)
+    assert (inbox.st_uid, inbox.st_mode & 0o7777) == (DAEMON_UID, 0o700)  # untouched
+
+    shutil.rmtree(layout.incoming)  # missing: root makes it, for the daemon
+    stage(make_bundle(tmp_path, "2.1"), layout)
+    incoming = os.stat(layout.incoming)
+    assert (incoming.st_uid, incoming.st_gid) == (DAEMON_UID, DAEMON_UID)
+    assert read_bundle(layout.staged).version == "2.1"
+
+
+# --- the inbox (the daemon's) and the work area (root's) ----------------------------------
+
+FORGED_RESULT = {"version": "2.0", "outcome": "installed", "detail": "forged"}
+FORGED_RESULT |= {"finished_at": "2030-01-01T00:00:00+00:00"}
+PLANTED = ["directory", "fifo", "symlink"] + (["foreign"] if os.geteuid() == 0 else [])
+
+
+@pytest.fixture
+def no_hang() -> Iterator[None]:
+    """Fail instead of hanging forever (on a FIFO opened for reading, say)."""
+
+    def hung(signum: int, frame: object) -> None:
+        raise PowerCut("hung")  # a BaseException: the updater does not catch it
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def plant(path: Path, kind: str, content: bytes) -> Path | None:
+    """Put something other than root's regular file at `path`; the symlink's target."""
+    if kind == "directory":
+        path.mkdir()
+        (path / "x").write_bytes(content)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        target = path.parent.parent / f"target-of-{path.name}"  # not in the same directory
+        target.write_bytes(content)
+        path.symlink_to(target)
+        return target
+    else:
+        assert kind == "foreign"
+        path.write_bytes(content)
+        os.chown(path, DAEMON_UID, DAEMON_UID)
+    return None
+
+
+def snapshot(directory: Path) -> dict[str, tuple[int, int, int, bytes]]:
+    """Modes, owners and contents of a directory and what is in it (not following links)."""
+    out = {}
+    for path in [directory, *sorted(directory.rglob("*"))]:
+        st = os.lstat(path)
+        data = path.read_bytes() if stat.S_ISREG(st.st_mode) else b""
+        out[str(path)] = (st.st_mode, st.st_uid, st.st_gid, data)
+    return out
+
+
+def test_the_work_area_is_roots_and_readable(layout: Layout, tmp_path: Path) -> None:
+    st = os.lstat(layout.work_dir)
+    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o755
+    assert st.st_uid == os.geteuid()
+    assert not layout.inbox.exists()  # the daemon's: root does not make it
+
+    fresh = Layout(tmp_path / "fresh")
+    old = os.umask(0o077)  # a strict umask must not hide result.json from the daemon
+    try:
+        prepare_work_dir(fresh)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(fresh.work_dir).st_mode) == 0o755
+
+
+@pytest.mark.parametrize(
+    "how", ["symlink", "writable"] + (["foreign"] if os.geteuid() == 0 else [])
+)
+def test_an_unsafe_work_area_is_refused(
+    layout: Layout, tmp_path: Path, how: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if how == "symlink":
+        elsewhere = tmp_path / "elsewhere"
+        layout.work_dir.rename(elsewhere)
+        layout.work_dir.symlink_to(elsewhere)
+    elif how == "writable":
+        os.chmod(layout.work_dir, 0o777)
+    else:
+        os.chown(layout.work_dir, DAEMON_UID, DAEMON_UID)
+    stage(make_bundle(tmp_path, "2.0"), layout)
+    install, station = FakeInstall(layout), FakeStation(layout)
+
+    with pytest.raises(UpdateError, match="refusing to update"):
+        updater(layout, install, station).apply()
+    with pytest.raises(UpdateError, match="refusing to update"):
+        updater(layout, install, station).resume()
+    assert main(["--root", str(layout.root), "apply"]) == 1
+    assert "refusing to update" in capsys.readouterr().err
+    assert install.calls == [] and station.restarts == 0
+    assert layout.staged.exists() and slot_of(layout.current) == "a"
+
+
+@needs_root
+def test_a_symlinked_inbox_is_never_written_through(layout: Layout, tmp_path: Path) -> None:
+    etc = tmp_path / "etc"  # stands in for /etc
+    etc.mkdir(mode=0o755)
+    (etc / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    os.chmod(etc / "passwd", 0o644)
+    shutil.copy(make_bundle(tmp_path, "2.0"), etc / "staged.tar")  # reachable through it
+    (etc / "incoming").mkdir(mode=0o755)
+    before = snapshot(etc)
+    layout.inbox.parent.mkdir(parents=True)
+    layout.inbox.symlink_to(etc)
+    install, station = FakeInstall(layout), FakeStation(layout)
+
+    with pytest.raises(UpdateError, match="not a directory"):
+        stage(make_bundle(tmp_path, "3.0"), layout)  # as root
+    assert updater(layout, install, station).apply() == []
+    assert updater(layout, install, station).resume() is None
+    assert "current: a (1.0)" in status_lines(layout)
+    fresh = Layout(tmp_path / "fresh")  # a first install does not touch the inbox either
+    fresh.inbox.parent.mkdir(parents=True)
+    fresh.inbox.symlink_to(etc)
+    install_first(make_bundle(tmp_path, "1.1"), fresh, FakeInstall(fresh))
+
+    assert snapshot(etc) == before
+    assert install.calls == [] and station.restarts == 0
+    assert slot_of(layout.current) == "a"
+
+
+@needs_root
+def test_a_symlinked_incoming_is_never_written_through(layout: Layout, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o755)
+    before = snapshot(elsewhere)
+    layout.inbox.mkdir(parents=True)
+    layout.incoming.symlink_to(elsewhere)
+    with pytest.raises(UpdateError, match="not a directory"):
+        stage(make_bundle(tmp_path, "2.0"), layout)
+    assert snapshot(elsewhere) == before
+    assert not os.path.lexists(layout.staged)
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "symlink"])
+def test_a_staged_thing_that_is_no_regular_file_is_refused(
+    layout: Layout, tmp_path: Path, kind: str, no_hang: None
+) -> None:
+    layout.inbox.mkdir(parents=True)
+    target = plant(layout.staged, kind, make_bundle(tmp_path, "2.0").read_bytes())
+    install, station = FakeInstall(layout), FakeStation(layout)
+
+    [result] = updater(layout, install, station).apply()
+
+    assert result.outcome == INSTALL_FAILED
+    assert "not a regular file" in result.detail or "cannot be opened" in result.detail
+    assert install.calls == [] and slot_of(layout.current) == "a"
+    assert target is None or read_bundle(target).version == "2.0"  # the link's target stays
+    assert_idle(layout)
+
+
+def test_a_staged_bundle_over_the_size_limit_is_refused(
+    layout: Layout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage(make_bundle(tmp_path, "2.0"), layout)
+    monkeypatch.setattr(update, "MAX_BUNDLE_FILE_BYTES", 1000)
+    install = FakeInstall(layout)
+    [result] = updater(layout, install, FakeStation(layout)).apply()
+    assert result.outcome == INSTALL_FAILED and "too large" in result.detail
+    assert install.calls == []
+    assert_idle(layout)
+
+
+def test_a_bundle_changed_after_it_was_taken_changes_nothing(
+    layout: Layout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage(make_bundle(tmp_path, "2.0"), layout)
+    kept = layout.inbox / "kept.tar"
+    os.link(layout.staged, kept)  # the daemon keeps hold of the staged file (its inode)
+    other = make_bundle(tmp_path, "6.6.6").read_bytes()
+    changes: list[str] = []
+
+    def change(when: str) -> None:
+        with open(kept, "r+b") as f:  # the same file, rewritten in place
+            f.write(other)
+            f.truncate()
+        changes.append(when)
+
+    def step(name: str) -> None:
+        if name == "taken":
+            st = os.stat(layout.applying)
+            assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600) or os.geteuid() != 0
+            change("after the take")
+
+    check = update._check_members
+
+    def check_then_change(tar: tarfile.TarFile) -> None:
+        check(tar)
+        change("between the check and the extraction")
+
+    monkeypatch.setattr(update, "_check_members", check_then_change)
+    install = FakeInstall(layout)
+    [result] = updater(layout, install, FakeStation(layout), step).apply()
+
+    assert changes == ["after the take", "between the check and the extraction"]
+    assert read_bundle(kept).version == "6.6.6"
+    assert (result.outcome, result.version) == (INSTALLED, "2.0")
+    assert install.calls == [("b", "2.0")]
+    assert json.loads((layout.slot("b") / "release.json").read_text())["version"] == "2.0"
+    assert_idle(layout)
+
+
+def test_a_bundle_staged_while_one_is_taken_is_kept(layout: Layout, tmp_path: Path) -> None:
+    newer = [make_bundle(tmp_path, "3.0")]
+
+    def step(name: str) -> None:
+        if name == "taken" and newer:
+            stage(newer.pop(), layout)  # while 2.0 is in hand
+
+    install = FakeInstall(layout)
+    stage(make_bundle(tmp_path, "2.0"), layout)
+    results = updater(layout, install, FakeStation(layout), step).apply()
+    assert [(r.outcome, r.version) for r in results] == [(INSTALLED, "2.0"), (INSTALLED, "3.0")]
+    assert_idle(layout)
+
+
+@pytest.mark.parametrize("boot_runs", ["resume", "apply"])
+def test_a_power_cut_while_taking_a_bundle(
+    layout: Layout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, boot_runs: str
+) -> None:
+    stage(make_bundle(tmp_path, "2.0"), layout)
+    os.rename(layout.staged, layout.taking)  # cut before the copy
+    install = FakeInstall(layout)
+    boot = updater(layout, install, FakeStation(layout))
+    result = boot.resume() if boot_runs == "resume" else boot.apply()[0]
+    assert result is not None and result.ok and install.calls == [("b", "2.0")]
+    assert_idle(layout)
+
+    copy_in = Updater._copy_in
+
+    def copy_then_cut(self: Updater, src: int) -> str:
+        assert copy_in(self, src) == ""
+        raise PowerCut("after the copy, before taking.tar is removed")
+
+    stage(make_bundle(tmp_path, "3.0"), layout)
+    with monkeypatch.context() as m:
+        m.setattr(Updater, "_copy_in", copy_then_cut)
+        with pytest.raises(PowerCut):
+            updater(layout, install, FakeStation(layout)).apply()
+    assert layout.taking.exists() and layout.applying.exists()
+    stage(make_bundle(tmp_path, "4.0"), layout)  # the daemon stages the next one
+    boot = updater(layout, install, FakeStation(layout))
+    results = [boot.resume()] if boot_runs == "resume" else boot.apply()
+    assert [r.version for r in results if r] == (
+        ["3.0"] if boot_runs == "resume" else ["3.0", "4.0"]
+    )
+    assert install.calls[1] == ("a", "3.0")  # installed once
+    if boot_runs == "resume":
+        assert updater(layout, install, FakeStation(layout)).apply()[0].version == "4.0"
+    assert [c[1] for c in install.calls] == ["2.0", "3.0", "4.0"]
+    assert_idle(layout)
+
+
+FORGED_STATE = {"phase": "rollback", "job": "forged", "from": "a", "to": "b", "reason": "x"}
+
+
+@pytest.mark.parametrize("kind", PLANTED)
+def test_a_planted_state_file_is_not_trusted(
+    layout: Layout, tmp_path: Path, kind: str, no_hang: None
+) -> None:
+    install = FakeInstall(layout)
+    stage(make_bundle(tmp_path, "2.0"), layout)
+    assert updater(layout, install, FakeStation(layout)).apply()[0].ok  # now b; a has 1.0
+    plant(layout.state_file, kind, json.dumps(FORGED_STATE).encode())
+    assert "in progress: state.json unreadable" in status_lines(layout)
+
+    station = FakeStation(layout)
+    result = updater(layout, install, station).resume()
+
+    assert result is not None and result.outcome == ROLLED_BACK  # back to the confirmed one,
+    assert "unreadable" in result.detail and result.job != "forged"
+    assert slot_of(layout.current) == slot_of(layout.confirmed) == "b"  # which it still is
+    assert station.restarts == 0
+    assert_idle(layout)
+    stage(make_bundle(tmp_path, "3.0"), layout)  # and updates go on
+    assert updater(layout, install, station).apply()[0].ok
+
+
+@pytest.mark.parametrize("kind", PLANTED)
+def test_a_planted_result_file_is_not_trusted(
+    layout: Layout, tmp_path: Path, kind: str, no_hang: None
+) -> None:
+    stage(make_bundle(tmp_path, "2.0"), layout)
+    with pytest.raises(PowerCut):
+        updater(layout, FakeInstall(layout), FakeStation(layout), cut_at("trial")).apply()
+    job = json.loads(layout.state_file.read_text())["job"]
+    forged = json.dumps({"job": job, **FORGED_RESULT}).encode()
+    target = plant(layout.result_file, kind, forged)  # "already recorded", if trusted
+    assert status_lines(layout)[-1] == "last result: none"
+
+    station = FakeStation(layout)
+    result = updater(layout, FakeInstall(layout), station).resume()
+
+    assert result is not None and result.ok and result.detail != "forged"
+    assert station.restarts == 1  # the trial was run, not skipped
+    assert slot_of(layout.current) == slot_of(layout.confirmed) == "b"
+    st = os.lstat(layout.result_file)
+    assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o644
+    assert st.st_uid == os.geteuid()
+    assert result_json(layout)["job"] == job and result_json(layout)["detail"] != "forged"
+    assert target is None or target.read_bytes() == forged  # replaced the link, not its target
+    assert_idle(layout)
+
+
+@pytest.mark.parametrize("kind", PLANTED)
+def test_a_planted_applying_bundle_is_not_trusted(
+    layout: Layout, tmp_path: Path, kind: str, no_hang: None
+) -> None:
+    plant(layout.applying, kind, make_bundle(tmp_path, "2.0").read_bytes())
+    install = FakeInstall(layout)
+    result = updater(layout, install, FakeStation(layout)).resume()
+    assert result is not None and result.outcome == INSTALL_FAILED
+    assert install.calls == [] and slot_of(layout.current) == "a"
+    assert_idle(layout)
+
+
+def test_the_new_slot_is_flushed_before_it_is_marked_complete(
+    layout: Layout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slot = layout.slot("b")
+    events: list[tuple[str, bool]] = []
+    monkeypatch.setattr(
+        update.os, "sync", lambda: events.append(("sync", (slot / "release.json").exists()))
+    )
+    write_json = update._write_json
+
+    def write(path: Path, data: dict[str, object]) -> None:
+        if path == slot / "release.json":
+            events.append(("release.json", (slot / "bin/evsed").exists()))
+        write_json(path, data)
+
+    monkeypatch.setattr(update, "_write_json", write)
+    stage(make_bundle(tmp_path, "2.0"), layout)
+    assert updater(layout, FakeInstall(layout), FakeStation(layout)).apply()[0].ok
+    assert events == [("sync", False), ("release.json", True)]
+
+
+def test_apply_a_bundle_file_without_the_inbox(
+    layout: Layout, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = make_bundle(tmp_path, "2.0")
+    stage(make_bundle(tmp_path, "3.0"), layout)  # left to the path unit's run
+    install = FakeInstall(layout)
+    [result] = updater(layout, install, FakeStation(layout)).apply(bundle=bundle)
+    assert (result.outcome, result.version) == (INSTALLED, "2.0")
+    assert install.calls == [("b", "2.0")]
+    assert bundle.exists() and read_bundle(layout.staged).version == "3.0"
+
+    with pytest.raises(UpdateError, match="cannot open"):
+        updater(layout, install, FakeStation(layout)).apply(bundle=tmp_path / "missing.tar")
+    with pytest.raises(UpdateError, match="not a regular file"):
+        updater(layout, install, FakeStation(layout)).apply(bundle=tmp_path)
+    root = str(layout.root)
+    assert main(["--root", root, "apply", "--bundle", str(tmp_path / "missing.tar")]) == 1
+    assert "cannot open" in capsys.readouterr().err
+    assert install.calls == [("b", "2.0")]
 
 
 # --- the default health check ----------------------------------------------------------------
