@@ -135,7 +135,7 @@ def device(
         dropin = box.root / f"etc/systemd/system/{unit}.d"
         dropin.mkdir(parents=True, exist_ok=True)
         (dropin / "test.conf").write_text(text)
-    box.boot()
+    box.boot()  # stops the container again if it does not come up
     try:
         yield box
     finally:

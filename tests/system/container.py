@@ -72,6 +72,13 @@ def base_rootfs() -> Path:
     return root
 
 
+def _command(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 class Container:
     def __init__(self, root: Path, binds: dict[Path, str]) -> None:
         self.root = root
@@ -110,7 +117,16 @@ class Container:
             timeout=timeout,
         )
 
-    def boot(self, timeout: float = 60) -> None:
+    def boot(self, timeout: float = 120) -> None:
+        """Boot the container's systemd and wait until it is running; on failure the
+        container is stopped again."""
+        try:
+            self._boot(timeout)
+        except BaseException:
+            self.poweroff()
+            raise
+
+    def _boot(self, timeout: float) -> None:
         console = open(self.console, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
             [*NSPAWN, *self.binds, "-D", str(self.root), "-b", "--console=pipe"],
@@ -125,14 +141,19 @@ class Container:
                 raise AssertionError(f"the container did not start:\n{self.console_log()}")
             children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
             pids = children.read_text().split() if children.exists() else []
-            self.leader = int(pids[0]) if pids else None
+            # the container's init, once nspawn has exec'd it (not a helper child)
+            self.leader = next((int(p) for p in pids if _command(p) == "systemd"), None)
             time.sleep(0.1)
         while True:
-            state = self.exec("systemctl", "is-system-running").stdout.strip()
+            done = self.exec("systemctl", "is-system-running")
+            state = done.stdout.strip()
             if state in ("running", "degraded"):
                 return
             if time.monotonic() > deadline:
-                raise AssertionError(f"the container's system is {state!r}:\n{self.console_log()}")
+                raise AssertionError(
+                    f"the container's system is {state!r} ({done.stderr.strip()[-300:]}):\n"
+                    f"{self.console_log()}"
+                )
             time.sleep(0.3)
 
     def exec(self, *cmd: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -31,7 +31,7 @@ def test_the_package_installs_offline_runs_and_purges(
     installed = box.run_offline("dpkg", "-i", f"/mnt/deb/{deb.name}", network=False)
     assert installed.returncode == 0, installed.stdout + installed.stderr
     assert (box.root / "etc/evsed/evsed.toml").exists()
-    box.boot()
+    box.boot()  # stops the container again if it does not come up
     try:
         state = ""
         for _ in range(100):
