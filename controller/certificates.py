@@ -33,20 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from controller.lazy import lazy_module
-
-if TYPE_CHECKING:
-    from cryptography import exceptions, x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.x509 import oid as _oid  # noqa: F401  (x509.oid below)
-else:  # loaded on first use: see controller/lazy.py
-    exceptions = lazy_module("cryptography.exceptions")
-    x509 = lazy_module("cryptography.x509")
-    hashes = lazy_module("cryptography.hazmat.primitives.hashes")
-    serialization = lazy_module("cryptography.hazmat.primitives.serialization")
-    ec = lazy_module("cryptography.hazmat.primitives.asymmetric.ec")
-    rsa = lazy_module("cryptography.hazmat.primitives.asymmetric.rsa")
+from controller.crypto import ec, exceptions, hashes, rsa, serialization, x509
 
 CSMS_ROOT: Final = "csms"
 MANUFACTURER_ROOT: Final = "manufacturer"

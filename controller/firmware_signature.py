@@ -17,23 +17,8 @@ import binascii
 import hashlib
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from controller.lazy import lazy_module
-
-if TYPE_CHECKING:
-    from cryptography import exceptions, x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-    from cryptography.x509 import oid as _oid  # noqa: F401  (x509.oid below)
-else:  # loaded on first use: see controller/lazy.py
-    exceptions = lazy_module("cryptography.exceptions")
-    x509 = lazy_module("cryptography.x509")
-    hashes = lazy_module("cryptography.hazmat.primitives.hashes")
-    ec = lazy_module("cryptography.hazmat.primitives.asymmetric.ec")
-    padding = lazy_module("cryptography.hazmat.primitives.asymmetric.padding")
-    rsa = lazy_module("cryptography.hazmat.primitives.asymmetric.rsa")
-    utils = lazy_module("cryptography.hazmat.primitives.asymmetric.utils")
+from controller.crypto import ec, exceptions, hashes, padding, rsa, utils, x509
 
 MAX_CHAIN = 5
 

@@ -2,8 +2,7 @@
 
 `cryptography` alone adds about 14 MB to the daemon's memory, and only stations
 that use TLS client certificates, install certificates or check signed firmware
-ever call it. Modules that need it bind its modules through `lazy_module` (with
-the real import under TYPE_CHECKING, so the types stay checked).
+ever call it: controller/crypto.py binds its modules through `lazy_module`.
 """
 
 from __future__ import annotations
