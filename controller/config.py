@@ -44,7 +44,7 @@ CONTROL_SOCKET_NAME: Final = "control.sock"
 # sizeof(sockaddr_un.sun_path) on Linux, including the terminating NUL byte.
 MAX_SOCKET_PATH_BYTES: Final = 108
 MAX_CONNECTORS: Final = 2
-OCPP_VERSIONS: Final = ("1.6",)
+OCPP_VERSIONS: Final = ("1.6", "2.0.1")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 HARDWARE_IMPLEMENTATIONS: Final[Mapping[str, tuple[str, ...]]] = {
     "pilot": ("sim", "gpio"),  # gpio: sysfs hardware PWM + SPI ADC
@@ -294,7 +294,9 @@ class MeterConfig:
 class OcppConfig:
     """Protocol choice and the initial OCPP configuration-key values (OCPP string form)."""
 
-    version: str = "1.6"
+    # The versions offered to the CSMS, most wanted first; with more than one, the CSMS
+    # picks by websocket subprotocol negotiation. TOML: "2.0.1" or ["2.0.1", "1.6"].
+    versions: tuple[str, ...] = ("1.6",)
     heartbeat_on_idle_only: bool = True
     # A transaction interrupted by a restart or power cut goes on if the EV is still
     # plugged in; otherwise it is closed (PowerLoss, Reboot, or the reset's reason).
@@ -1548,8 +1550,28 @@ def _normalise(spec: KeySpec, value: str) -> str:
     return ",".join(split_csl(value))
 
 
+def _versions(t: _Table) -> tuple[str, ...]:
+    """ocpp.version: one version, or a list of distinct versions in order of preference."""
+    raw = t.take("version")
+    if isinstance(raw, _Missing):
+        return _OCPP.versions
+    items = raw if isinstance(raw, list) else [raw]
+    allowed = ", ".join(OCPP_VERSIONS)
+    if not items or not all(isinstance(v, str) for v in items):
+        t.problem("version", f"expected a version or a list of versions ({allowed})")
+        return _OCPP.versions
+    unknown = [v for v in items if v not in OCPP_VERSIONS]
+    if unknown:
+        t.problem("version", f"must be one of: {allowed} (got {', '.join(map(repr, unknown))})")
+        return _OCPP.versions
+    if len(set(items)) != len(items):
+        t.problem("version", "a version is listed twice")
+        return _OCPP.versions
+    return tuple(items)
+
+
 def _parse_ocpp(t: _Table, number_of_connectors: int) -> OcppConfig:
-    version = t.choice("version", _OCPP.version, OCPP_VERSIONS)
+    versions = _versions(t)
     on_idle_only = t.boolean("heartbeat_on_idle_only", _OCPP.heartbeat_on_idle_only)
     resume = t.boolean("resume_transactions", _OCPP.resume_transactions)
     keys_table = t.table("keys")
@@ -1575,7 +1597,7 @@ def _parse_ocpp(t: _Table, number_of_connectors: int) -> OcppConfig:
         accepted[name] = _normalise(spec, value)
     t.finish()
     return OcppConfig(
-        version=version,
+        versions=versions,
         heartbeat_on_idle_only=on_idle_only,
         resume_transactions=resume,
         keys=MappingProxyType(accepted),

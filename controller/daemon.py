@@ -23,9 +23,12 @@ from controller.control import ControlServer
 from controller.core.connector import ConnectorSettings
 from controller.core.status import StopReason
 from controller.logs import setup_logging
+from controller.ocpp.link import LinkSettings, OcppLink
 from controller.ocpp.v16 import features
-from controller.ocpp.v16.charge_point import ChargePoint16, LinkSettings
+from controller.ocpp.v16.charge_point import ChargePoint16
 from controller.ocpp.v16.keys import ConfigurationKeys
+from controller.ocpp.v201 import features as features_201
+from controller.ocpp.v201.charge_point import ChargePoint201
 from controller.provision import failed_provisioning
 from controller.station import Station
 from controller.store import Store
@@ -88,6 +91,47 @@ def build_hardware(config: Config) -> tuple[Any, Any]:
     return BoardHardware(config), None
 
 
+def build_link(config: Config, station: Station, keys: ConfigurationKeys, store: Store) -> OcppLink:
+    """The OCPP layer of each configured version, all on the same station; the first
+    one runs the connection and hands it to the version the CSMS picks."""
+    settings = LinkSettings(
+        url=config.csms.url,
+        station_id=config.station.id,
+        vendor=config.station.vendor,
+        model=config.station.model,
+        serial_number=config.station.serial_number,
+        password=config.csms.password,
+        response_timeout=config.csms.response_timeout,
+        reconnect_min=config.csms.reconnect_min,
+        reconnect_max=config.csms.reconnect_max,
+        boot_retry=config.csms.boot_retry,
+        heartbeat_on_idle_only=config.ocpp.heartbeat_on_idle_only,
+        ca_certificate=config.csms.ca_certificate,
+        client_certificate=config.csms.client_certificate,
+        client_key=config.csms.client_key,
+    )
+    layers: list[OcppLink] = []
+    for version in config.ocpp.versions:
+        layer: OcppLink
+        if version == "1.6":
+            layer = ChargePoint16(settings, station, keys, store)
+            layer.config = config
+            features.attach(layer)
+        else:
+            layer = ChargePoint201(settings, station, keys, store)
+            layer.config = config
+            features_201.attach(layer)
+        layers.append(layer)
+    primary = layers[0]
+    primary.siblings = layers[1:]
+    # Connection security is set up by the 1.6 security feature when 1.6 is offered.
+    secured = next((layer for layer in layers if layer.link_security is not None), None)
+    if secured is not None:
+        primary.link_security = secured.link_security
+    station.link = primary
+    return primary
+
+
 async def serve(config: Config) -> StopReason | None:
     """Run until a signal (None) or a reset (the reset's reason)."""
     notifier = Notifier()
@@ -133,29 +177,7 @@ async def serve(config: Config) -> StopReason | None:
     )
     station.meter_poll_interval = config.hardware.meter_poll_interval
     station.meter_offline_after = config.hardware.meter_offline_after
-    link = ChargePoint16(
-        LinkSettings(
-            url=config.csms.url,
-            station_id=config.station.id,
-            vendor=config.station.vendor,
-            model=config.station.model,
-            serial_number=config.station.serial_number,
-            password=config.csms.password,
-            response_timeout=config.csms.response_timeout,
-            reconnect_min=config.csms.reconnect_min,
-            reconnect_max=config.csms.reconnect_max,
-            boot_retry=config.csms.boot_retry,
-            heartbeat_on_idle_only=config.ocpp.heartbeat_on_idle_only,
-            ca_certificate=config.csms.ca_certificate,
-            client_certificate=config.csms.client_certificate,
-            client_key=config.csms.client_key,
-        ),
-        station,
-        keys,
-        store,
-    )
-    link.config = config
-    features.attach(link)
+    link = build_link(config, station, keys, store)
 
     def snapshot() -> dict[str, Any]:
         return {**station.snapshot(), "ocpp": link.link_state()}

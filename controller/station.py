@@ -130,6 +130,9 @@ class Station:
         self._notice: asyncio.TimerHandle | None = None  # see show_notice()
         self._held = False  # a firmware install holds new sessions (hold_new_sessions)
         self._fault_reported: dict[tuple[int, FaultKind], bool] = {}
+        # A remote start's facts for the transaction it will begin (e.g. 2.0.1's
+        # remoteStartId), by connector, until that transaction starts.
+        self._remote_details: dict[int, dict[str, Any]] = {}
         self._restore()
         # After _restore: Tx profiles of transactions it closed go with them.
         self.smart_charging = SmartCharging(self)
@@ -439,15 +442,25 @@ class Station:
         reading = self.readings[connector - 1]
         return reading.energy_wh if reading is not None else 0.0
 
+    def _offline(self) -> dict[str, Any]:
+        """Whether the CSMS was out of reach when an event happened (2.0.1's offline flag)."""
+        return {} if self.link is not None and self.link.online else {"offline": True}
+
     def _begin_transaction(self, effect: StartTransaction) -> None:
         reservation = effect.reservation_id
+        details = self._offline()
+        if reservation is not None:
+            details["reservation_id"] = reservation
+        remote = self._remote_details.pop(effect.connector, None)
+        if remote is not None and remote.get("id_tag") == effect.id_tag:
+            details |= remote["details"]
         tx_id = self.store.begin_transaction(
             effect.connector,
             effect.id_tag,
             effect.parent_id_tag,
             self._energy(effect.connector),
             self.clock.stamp(),
-            details=None if reservation is None else {"reservation_id": reservation},
+            details=details,
         )
         self._active_tx[effect.connector] = tx_id
         self.smart_charging.transaction_started(effect.connector, tx_id, effect.id_tag)
@@ -473,6 +486,7 @@ class Station:
             self.clock.stamp(),
             effect.reason.value,
             effect.id_tag,
+            details=self._offline(),
         )
         self.smart_charging.transaction_ended(effect.connector, tx_id)
         log.info(
@@ -573,8 +587,17 @@ class Station:
             log.warning("remote start for %s rejected: %s", id_tag, why)
         return target
 
-    async def remote_start(self, connector: int, id_tag: str, authorize_first: bool) -> None:
-        """Carry out an accepted RemoteStartTransaction (after the answer was sent)."""
+    async def remote_start(
+        self,
+        connector: int,
+        id_tag: str,
+        authorize_first: bool,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Carry out an accepted remote start (after the answer was sent); `details` go
+        with the transaction's start event if this start begins it."""
+        if details:
+            self._remote_details[connector] = {"id_tag": id_tag, "details": details}
         parent = None
         if authorize_first:  # like a local start: list, cache, then the CSMS
             answer = await self._authorize(id_tag)
@@ -796,6 +819,7 @@ class Station:
         reported = self._sample(connector, self.keys.get_list(reported_key), context)
         if reported:
             data = {"connector": connector, "timestamp": timestamp, "samples": reported}
+            data |= self._offline()
             if self._make_room(data):
                 self.store.enqueue("meter", data, tx_id)
                 self._notify_link()

@@ -85,7 +85,7 @@ class OutboxMessage:
     """A transaction event in protocol-neutral form; each OCPP layer renders it."""
 
     id: int
-    kind: str  # "start", "meter" or "stop"
+    kind: str  # "start", "meter", "stop", or "state" (a charging-state change, 2.0.1)
     data: dict[str, Any]
     tx_id: int | None
     attempts: int
@@ -226,15 +226,17 @@ class Store:
         stopped_at: str,
         reason: str,
         stop_id_tag: str | None,
+        details: dict[str, Any] | None = None,
     ) -> None:
-        """Close a transaction and queue its StopTransaction, atomically."""
+        """Close a transaction and queue its StopTransaction, atomically (`details`: as
+        for begin_transaction)."""
         with self.atomic():
             self._db.execute(
                 "UPDATE transactions SET meter_stop_wh = ?, stopped_at = ?, stop_reason = ?,"
                 " stop_id_tag = ? WHERE id = ?",
                 (meter_stop_wh, stopped_at, reason, stop_id_tag, tx_id),
             )
-            self._enqueue("stop", {}, tx_id)
+            self._enqueue("stop", details or {}, tx_id)
 
     def open_transactions(self) -> list[TransactionRecord]:
         rows = self._db.execute("SELECT * FROM transactions WHERE stopped_at IS NULL ORDER BY id")
@@ -412,6 +414,14 @@ class Store:
         return int(
             self._db.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
         )
+
+    def has_pending(self, tx_id: int | None = None) -> bool:
+        """Whether events of transaction `tx_id` (None: of any transaction) wait to be sent."""
+        sql = "SELECT 1 FROM outbox WHERE state = 'pending' AND tx_id IS NOT NULL"
+        args: tuple[Any, ...] = ()
+        if tx_id is not None:
+            sql, args = sql + " AND tx_id = ?", (tx_id,)
+        return self._db.execute(sql + " LIMIT 1", args).fetchone() is not None
 
 
 def _tx(row: sqlite3.Row) -> TransactionRecord:

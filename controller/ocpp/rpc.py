@@ -175,6 +175,10 @@ def redact(frame: str) -> str:
             # {"key": <secret>, "value": ...} in either order (the CSMS picks the order)
             frame = re.sub(rf'\{{[^{{}}]*"key"\s*:\s*"{key}"[^{{}}]*\}}', _mask_value, frame)
             frame = re.sub(rf'("{key}"\s*:\s*)"(?:[^"\\]|\\.)*"', r'\1"***"', frame)
+            # 2.0.1 SetVariables: {"variable": {"name": <secret>}, "attributeValue": ...}
+            # (nested, in any order): such a frame's values are all hidden.
+            if re.search(rf'"name"\s*:\s*"{key}"', frame):
+                frame = re.sub(r'("attributeValue"\s*:\s*)"(?:[^"\\]|\\.)*"', r'\1"***"', frame)
     return frame.encode("utf-8", "backslashreplace").decode("utf-8")
 
 

@@ -66,7 +66,8 @@ def exchange(
         cp.registration = Registration.ACCEPTED
         cp.features = [profile(cp)]
         connection = Recording()
-        rpc = RpcSession(connection, "1.6", cp._handlers(), actions("1.6"), response_timeout=1.0)
+        handlers = cp._all_handlers()
+        rpc = RpcSession(connection, "1.6", handlers, actions("1.6"), response_timeout=1.0)
         results = []
         try:
             for frame in frame_list:

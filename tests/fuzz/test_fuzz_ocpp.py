@@ -146,7 +146,7 @@ class InProcessStation:
         self.cp = ChargePoint16(settings, self.station, keys, self.store)
         self.cp.registration = Registration.ACCEPTED
         self.connection = RecordingConnection()
-        handlers = self.cp._handlers() if version == "1.6" else {}
+        handlers = self.cp._all_handlers() if version == "1.6" else {}
         self.handled = tuple(handlers)
         self.rpc = RpcSession(
             self.connection,

@@ -52,7 +52,12 @@ def test_diagnostics_snapshot_of_the_evsed_vendor(make_daemon, csms: CsmsThread)
     [connector] = state["connectors"]
     assert connector["status"] == "Preparing"
     assert connector["pilot_state"] == "B"
-    assert state["ocpp"] == {"connected": True, "registration": "Accepted", "allowed": True}
+    assert state["ocpp"] == {
+        "connected": True,
+        "registration": "Accepted",
+        "allowed": True,
+        "version": "1.6",
+    }
     boot = csms.calls("BootNotification")[0]
     assert state["firmware_version"] == boot["firmwareVersion"]
     assert state["failed_messages"] == []

@@ -376,6 +376,7 @@ def test_link_loss_and_reconnect_without_new_boot(make_daemon, csms: CsmsThread)
         "connected": True,
         "registration": "Accepted",
         "allowed": True,
+        "version": "1.6",
     }
 
     # The CSMS drops the connection: the station comes back after a backoff delay.

@@ -300,7 +300,7 @@ max_current = 16
 lock = "yes"
 
 [ocpp]
-version = "2.0.1"
+version = "2.1"
 
 [ocpp.keys]
 HeartbeatInterval = "abc"
@@ -508,3 +508,26 @@ def test_byte_order_mark_is_tolerated(tmp_path: Path) -> None:
     path = tmp_path / "bom.toml"
     path.write_bytes(b"\xef\xbb\xbf" + MINIMAL.encode())
     assert load_config(path).station.id == "CP-1"
+
+
+@pytest.mark.parametrize(
+    ("version", "offered"),
+    [(None, ("1.6",)), ("2.0.1", ("2.0.1",)), (["2.0.1", "1.6"], ("2.0.1", "1.6"))],
+)
+def test_ocpp_versions_offered(version: Any, offered: tuple[str, ...]) -> None:
+    """One version, or several offered in order of preference (the CSMS picks)."""
+    ocpp = {} if version is None else {"version": version}
+    assert parse_config(minimal(ocpp=ocpp)).ocpp.versions == offered
+
+
+@pytest.mark.parametrize(
+    ("version", "problem"),
+    [
+        ("2.1", "must be one of: 1.6, 2.0.1 (got '2.1')"),
+        (["1.6", "1.6"], "a version is listed twice"),
+        ([], "expected a version or a list of versions (1.6, 2.0.1)"),
+        ([16], "expected a version or a list of versions (1.6, 2.0.1)"),
+    ],
+)
+def test_ocpp_version_problems(version: Any, problem: str) -> None:
+    assert problems_of(minimal(ocpp={"version": version})) == {"ocpp.version": problem}

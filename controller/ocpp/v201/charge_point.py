@@ -1,0 +1,325 @@
+"""OCPP 2.0.1 charging-station side: provisioning, transactions, authorization,
+availability and status, from the same station core as 1.6.
+
+Like the 1.6 layer it decides nothing about charging; it renders the station's
+neutral events as 2.0.1 messages and turns the CSMS's requests into station
+commands. The station has one connector per EVSE: EVSE n is the core's connector
+n, with connectorId 1. The device model, smart charging, reservations and the
+rest plug in as features (controller.ocpp.v201.features).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from controller import __version__
+from controller.core.authorization import IdTagInfo
+from controller.core.status import ConnectorStatus, Status, StopReason
+from controller.ocpp.link import Handler, LinkSettings, OcppLink, Registration
+from controller.ocpp.local_list import apply_local_list
+from controller.ocpp.rpc import OcppError, Reply
+from controller.ocpp.v16.data_transfer import EVSED_VENDOR_ID, VendorRegistry, evsed_vendor
+from controller.ocpp.v16.keys import ConfigurationKeys
+from controller.ocpp.v201.id_tokens import TokenTypes, id_tag_info, local_list_entry
+from controller.ocpp.v201.transactions import CHARGING_STATES, TransactionEvents
+from controller.station import Station
+from controller.store import OutboxMessage, Store
+
+log = logging.getLogger("evsed.ocpp")
+
+# How the previous run ended -> BootNotification reason
+_BOOT_REASONS = {
+    StopReason.POWER_LOSS: "PowerUp",
+    StopReason.REBOOT: "LocalReset",
+    StopReason.HARD_RESET: "RemoteReset",
+    StopReason.SOFT_RESET: "RemoteReset",
+}
+_CONNECTOR_STATUS = {
+    ConnectorStatus.AVAILABLE: "Available",
+    ConnectorStatus.RESERVED: "Reserved",
+    ConnectorStatus.UNAVAILABLE: "Unavailable",
+    ConnectorStatus.FAULTED: "Faulted",
+}
+EVENT_IDS = "event_id"  # meta key: the last NotifyEvent eventId
+
+
+class ChargePoint201(OcppLink):
+    VERSION = "2.0.1"
+    SUBPROTOCOL = "ocpp2.0.1"
+
+    def __init__(
+        self, settings: LinkSettings, station: Station, keys: ConfigurationKeys, store: Store
+    ) -> None:
+        super().__init__(settings, station, keys, store)
+        free_vend = station.core.connectors[0].settings.free_vend_id_tag
+        self.tokens = TokenTypes(store, free_vend)
+        self.events = TransactionEvents(store, self.tokens, self._time, self._sent_time)
+        self.vendors = VendorRegistry(self._call, lambda: self.online)
+        self.vendors.register_vendor(EVSED_VENDOR_ID, evsed_vendor(self))
+        # Set by the daemon when it builds the device model feature (None in bare tests).
+        self.device_model: Any = None
+        self.network_profiles: Any = None
+        self._problems: dict[int, str] = {}  # connector -> the error code last notified
+        self._sent_status: dict[int, str] = {}  # connector -> status sent on this connection
+        self._boot_reason = _BOOT_REASONS.get(station.previous_run_ended, "Unknown")
+        self._reset_scheduled = False
+
+    # --- the station's view ---------------------------------------------------------
+
+    async def authorize(self, id_tag: str) -> IdTagInfo | None:
+        if not self.online:
+            log.warning("cannot authorize %s: CSMS not reachable", id_tag)
+            return None
+        try:
+            answer = await self._call("Authorize", {"idToken": self.tokens.id_token(id_tag)})
+        except (OcppError, ConnectionError, TimeoutError) as e:
+            log.warning("Authorize for %s failed: %s", id_tag, e)
+            return None
+        return self._learn(id_tag, answer["idTokenInfo"])
+
+    def _learn(self, id_tag: str, raw: dict[str, Any]) -> IdTagInfo | None:
+        """Every IdTokenInfo from the CSMS goes to the cache (and the conflict check)."""
+        try:
+            info = id_tag_info(raw)
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("unusable idTokenInfo for %s: %s", id_tag, e)
+            return None
+        self._later(self.station.id_tag_info(id_tag, info))
+        return info
+
+    def status_changed(self, connector: int, status: Status) -> None:
+        super().status_changed(connector, status)
+        self._queue_charging_state(connector, status)
+
+    def _queue_charging_state(self, connector: int, status: Status) -> None:
+        """A running transaction's charging state is a transaction event in 2.0.1,
+        queued (and numbered) with its others."""
+        tx_id = self.station.transaction_id(connector) if connector else None
+        state = CHARGING_STATES.get(status.status)
+        if tx_id is None or state is None or state == self.events.charging_state(tx_id):
+            return
+        data = {"connector": connector, "timestamp": self.station.clock.stamp()}
+        data |= {"charging_state": state} | ({} if self.online else {"offline": True})
+        self.store.enqueue("state", data, tx_id)
+        self.events_queued()
+
+    # --- what the CSMS is sent --------------------------------------------------------
+
+    def boot_payload(self) -> dict[str, Any]:
+        station: dict[str, Any] = {
+            "model": self.settings.model,
+            "vendorName": self.settings.vendor,
+            "firmwareVersion": __version__,
+        }
+        if self.settings.serial_number:
+            station["serialNumber"] = self.settings.serial_number
+        return {"reason": self._boot_reason, "chargingStation": station}
+
+    async def trigger_boot(self) -> None:
+        """A BootNotification the CSMS asked for (TriggerMessage)."""
+        self._boot_reason = "Triggered"
+        await self.boot_notification()
+
+    async def send_status(self, connector: int, status: Status, timestamp: str) -> None:
+        await self._notify_problem(connector, status, timestamp)
+        if connector == 0:
+            return  # 2.0.1 reports connectors only; the station's problems go by NotifyEvent
+        reported = _CONNECTOR_STATUS.get(status.status, "Occupied")
+        if self._sent_status.get(connector) == reported:
+            return  # a change within Occupied (Preparing -> Charging) is not a 2.0.1 change
+        payload = {"timestamp": timestamp, "connectorStatus": reported}
+        await self._call("StatusNotification", payload | {"evseId": connector, "connectorId": 1})
+        self._sent_status[connector] = reported
+
+    async def _serve(self, ws: Any) -> None:
+        self._sent_status.clear()  # every connection starts with the current status of each
+        await super()._serve(ws)
+
+    async def _notify_problem(self, connector: int, status: Status, timestamp: str) -> None:
+        """A fault raised or cleared: NotifyEvent on the component's Problem variable."""
+        was = self._problems.get(connector, "NoError")
+        if status.error_code == was:
+            return
+        self._problems[connector] = status.error_code
+        cleared = status.error_code == "NoError"
+        component: dict[str, Any] = {"name": "ChargingStation"}
+        if connector:
+            component = {"name": "Connector", "evse": {"id": connector, "connectorId": 1}}
+        event_id = int(self.store.get_meta(EVENT_IDS) or 0) + 1
+        self.store.set_meta(EVENT_IDS, str(event_id))
+        tech = was if cleared else status.error_code
+        if status.info:
+            tech += f": {status.info}"
+        event = {
+            "eventId": event_id,
+            "timestamp": timestamp,
+            "trigger": "Delta",
+            "actualValue": "false" if cleared else "true",
+            "techInfo": tech[:500],
+            "cleared": cleared,
+            "eventNotificationType": "HardWiredNotification",
+            "component": component,
+            "variable": {"name": "Problem"},
+        }
+        await self._call(
+            "NotifyEvent",
+            {"generatedAt": self.station.clock.iso(), "seqNo": 0, "eventData": [event]},
+        )
+
+    def render(self, message: OutboxMessage) -> tuple[str, dict[str, Any]] | None:
+        tx = self.store.transaction(message.tx_id) if message.tx_id is not None else None
+        return self.events.render(message, tx)
+
+    def taken(self, message: OutboxMessage, action: str, answer: dict[str, Any]) -> None:
+        tx = self.store.transaction(message.tx_id) if message.tx_id is not None else None
+        self.events.delivered(message)
+        if tx is None or "idTokenInfo" not in answer:
+            return
+        tag = tx.stop_id_tag if message.kind == "stop" and tx.stop_id_tag else tx.id_tag
+        info = self._learn(tag, answer["idTokenInfo"])
+        if message.kind == "start" and info is not None:
+            self.station.transaction_confirmed(tx.id, info.status)
+
+    # --- requests from the CSMS ------------------------------------------------------------
+
+    def _handlers(self) -> dict[str, Handler]:
+        return {
+            "ChangeAvailability": self._change_availability,
+            "ClearCache": self._clear_cache,
+            "DataTransfer": self._data_transfer,
+            "GetLocalListVersion": self._get_local_list_version,
+            "GetTransactionStatus": self._get_transaction_status,
+            "RequestStartTransaction": self._request_start,
+            "RequestStopTransaction": self._request_stop,
+            "Reset": self._reset,
+            "SendLocalList": self._send_local_list,
+            "UnlockConnector": self._unlock_connector,
+        }
+
+    def _connector_of_evse(self, evse: dict[str, Any] | None) -> int | None:
+        """The core's connector of an EVSE (0: the whole station), None: no such one."""
+        if evse is None:
+            return 0
+        number, connector = evse["id"], evse.get("connectorId", 1)
+        if not 1 <= number <= len(self.station.core.connectors) or connector != 1:
+            return None
+        return int(number)
+
+    async def _change_availability(self, req: dict[str, Any]) -> dict[str, Any]:
+        connector = self._connector_of_evse(req.get("evse"))
+        if connector is None:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
+        operative = req["operationalStatus"] == "Operative"
+        answer = self.station.change_availability(connector, operative)
+        return {"status": answer.value}
+
+    async def _clear_cache(self, req: dict[str, Any]) -> dict[str, Any]:
+        await self.station.authorizer.clear_cache()
+        return {"status": "Accepted"}
+
+    async def _get_local_list_version(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"versionNumber": self.station.authorizer.list_version()}
+
+    async def _send_local_list(self, req: dict[str, Any]) -> dict[str, Any]:
+        entries = req.get("localAuthorizationList", [])
+        for entry in entries:
+            if "idTokenInfo" in entry:
+                self.tokens.learn(entry["idToken"])
+        neutral = [local_list_entry(e) for e in entries]
+        full = req["updateType"] == "Full"
+        return {"status": await apply_local_list(self.station, req["versionNumber"], full, neutral)}
+
+    async def _data_transfer(self, req: dict[str, Any]) -> dict[str, Any]:
+        return await self.vendors.answer(req)
+
+    async def _get_transaction_status(self, req: dict[str, Any]) -> dict[str, Any]:
+        uid = req.get("transactionId")
+        if uid is None:
+            return {"messagesInQueue": self.store.has_pending()}
+        tx_id = self.events.tx_of(uid)
+        if tx_id is None:  # unknown, or ended and delivered
+            return {"ongoingIndicator": False, "messagesInQueue": False}
+        record = self.store.transaction(tx_id)
+        return {
+            "ongoingIndicator": record is not None and record.stopped_at is None,
+            "messagesInQueue": self.store.has_pending(tx_id),
+        }
+
+    async def _request_start(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
+        if self.registration is not Registration.ACCEPTED or self._resetting:
+            return {"status": "Rejected"}
+        evse = req.get("evseId")
+        if evse is not None and not 1 <= evse <= len(self.station.core.connectors):
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
+        id_token = req["idToken"]
+        tag = str(id_token["idToken"])
+        authorize_first = self.keys.get_bool("AuthorizeRemoteTxRequests")
+        target = self.station.remote_start_target(evse, tag, not authorize_first)
+        if target is None:
+            return {"status": "Rejected"}
+        # A feature may refuse the start or keep part of it (smart charging: chargingProfile).
+        hooks = [f for f in self.features if hasattr(f, "prepare_remote_start")]
+        if not all(f.prepare_remote_start(req, target.number) for f in hooks):
+            return {"status": "Rejected"}
+        self.tokens.learn(id_token)
+        details = {"remote_start_id": req["remoteStartId"]}
+
+        def start() -> None:
+            self._later(self.station.remote_start(target.number, tag, authorize_first, details))
+
+        return Reply({"status": "Accepted"}, start)
+
+    async def _request_stop(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
+        if self.registration is not Registration.ACCEPTED:
+            return {"status": "Rejected"}
+        tx_id = self.events.tx_of(req["transactionId"])
+        connector = next(
+            (c.number for c in self.station.core.connectors
+             if tx_id is not None and self.station.transaction_id(c.number) == tx_id),
+            None,
+        )  # fmt: skip
+        if connector is None:
+            return {"status": "Rejected"}
+
+        def stop() -> None:
+            self.station.stop_transaction(connector, StopReason.REMOTE)
+
+        return Reply({"status": "Accepted"}, stop)
+
+    async def _reset(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
+        if "evseId" in req:  # an EVSE cannot be reset on its own here
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnsupportedRequest"}}
+        if req["type"] == "Immediate":
+            return Reply(
+                {"status": "Accepted"}, lambda: self._later(self.reset(StopReason.HARD_RESET))
+            )
+        if not self.station.has_running_transactions():
+            return Reply(
+                {"status": "Accepted"}, lambda: self._later(self.reset(StopReason.SOFT_RESET))
+            )
+        if not self._reset_scheduled:
+            self._reset_scheduled = True
+            self._later(self._reset_when_idle())
+        return {"status": "Scheduled"}
+
+    async def _reset_when_idle(self) -> None:
+        """Reset OnIdle while a transaction runs: once the last one has ended."""
+        log.info("reset scheduled: waiting for the transactions to end")
+        while self.station.has_running_transactions():
+            await asyncio.sleep(0.5)
+        await self.reset(StopReason.SOFT_RESET)
+
+    async def _unlock_connector(self, req: dict[str, Any]) -> dict[str, Any]:
+        connector = self._connector_of_evse(
+            {"id": req["evseId"], "connectorId": req["connectorId"]}
+        )
+        if not connector:
+            return {"status": "UnknownConnector"}
+        if self.station.transaction_id(connector) is not None:
+            return {"status": "OngoingAuthorizedTransaction"}
+        result = await self.station.unlock(connector)
+        if result is None:
+            return {"status": "UnlockFailed", "statusInfo": {"reasonCode": "NoLock"}}
+        return {"status": "Unlocked" if result else "UnlockFailed"}
