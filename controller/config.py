@@ -37,6 +37,7 @@ from controller.ocpp.v16.keys import (
     parse_bool,
     split_csl,
 )
+from controller.ocpp.v201.device_model import check_initial
 
 FILE: Final = "(file)"  # the path of problems that concern the file as a whole
 DEFAULT_STATE_DIR: Final = Path("/var/lib/evsed")
@@ -303,6 +304,8 @@ class OcppConfig:
     resume_transactions: bool = False
     # Read-only view; excluded from hashing because a mapping is not hashable.
     keys: Mapping[str, str] = field(default_factory=_no_keys, hash=False)
+    # Initial values of OCPP 2.0.1 variables that have no 1.6 key ("TxCtrlr.TxStopPoint").
+    variables: Mapping[str, str] = field(default_factory=_no_keys, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1595,13 +1598,31 @@ def _parse_ocpp(t: _Table, number_of_connectors: int) -> OcppConfig:
             keys_table.problem(name, reason)
             continue
         accepted[name] = _normalise(spec, value)
+    variables = _parse_variables(t.table("variables"))
     t.finish()
     return OcppConfig(
         versions=versions,
         heartbeat_on_idle_only=on_idle_only,
         resume_transactions=resume,
         keys=MappingProxyType(accepted),
+        variables=variables,
     )
+
+
+def _parse_variables(t: _Table) -> Mapping[str, str]:
+    accepted: dict[str, str] = {}
+    for name, raw in t.entries():
+        value = _ocpp_string(raw)
+        if value is None:
+            t.problem(name, _expected("a string, integer or boolean", raw))
+            continue
+        reason = check_initial(name, value)
+        if reason is not None:
+            t.problem(name, reason)
+            continue
+        accepted[name] = value
+    t.finish()
+    return MappingProxyType(accepted)
 
 
 def _parse_firmware(t: _Table, base_dir: Path | None) -> FirmwareConfig:

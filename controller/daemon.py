@@ -21,14 +21,22 @@ from controller.authorizer import Authorizer
 from controller.config import Config
 from controller.control import ControlServer
 from controller.core.connector import ConnectorSettings
-from controller.core.status import StopReason
+from controller.core.status import ConnectorStatus, Status, StopReason
 from controller.logs import setup_logging
 from controller.ocpp.link import LinkSettings, OcppLink
 from controller.ocpp.v16 import features
 from controller.ocpp.v16.charge_point import ChargePoint16
 from controller.ocpp.v16.keys import ConfigurationKeys
 from controller.ocpp.v201 import features as features_201
-from controller.ocpp.v201.charge_point import ChargePoint201
+from controller.ocpp.v201.charge_point import ChargePoint201, connector_status
+from controller.ocpp.v201.device_model import (
+    DeviceModel,
+    EvseDescription,
+    StationDescription,
+    StationLive,
+    standard_variables,
+)
+from controller.ocpp.v201.network import ConnectionProfile, NetworkProfiles
 from controller.provision import failed_provisioning
 from controller.station import Station
 from controller.store import Store
@@ -118,9 +126,7 @@ def build_link(config: Config, station: Station, keys: ConfigurationKeys, store:
             layer.config = config
             features.attach(layer)
         else:
-            layer = ChargePoint201(settings, station, keys, store)
-            layer.config = config
-            features_201.attach(layer)
+            layer = build_201(config, settings, station, keys, store)
         layers.append(layer)
     primary = layers[0]
     primary.siblings = layers[1:]
@@ -130,6 +136,54 @@ def build_link(config: Config, station: Station, keys: ConfigurationKeys, store:
         primary.link_security = secured.link_security
     station.link = primary
     return primary
+
+
+def build_201(
+    config: Config, settings: LinkSettings, station: Station, keys: ConfigurationKeys, store: Store
+) -> ChargePoint201:
+    """The 2.0.1 layer with its device model (over the same keys as 1.6) and its
+    network profiles (slot 0: the configuration file's [csms])."""
+    cp = ChargePoint201(settings, station, keys, store)
+    cp.config = config
+    evses = tuple(
+        EvseDescription(
+            phases=c.phases,
+            max_power_w=c.max_current * 230.0 * c.phases,
+            connector_type="sType2" if c.cable == "socket" else "cType2",
+        )
+        for c in config.connectors
+    )
+
+    def status(n: int) -> Status:
+        return station.statuses()[n]
+
+    live = StationLive(
+        availability_state=lambda n: connector_status(status(n)),
+        available=lambda n: status(n).status is not ConnectorStatus.UNAVAILABLE,
+        problem=lambda n: status(n).error_code != "NoError",
+        power_w=lambda n: evses[n - 1].max_power_w if n else sum(e.max_power_w for e in evses),
+        date_time=station.clock.iso,
+        local_list_entries=station.authorizer.list_size,
+    )
+    description = StationDescription(config.station.vendor, config.station.model, evses)
+    model = DeviceModel(
+        keys, store, standard_variables(description, live), initial=config.ocpp.variables
+    )
+    model.subscribe(lambda spec, value: station.settings_changed())
+    cp.device_model = model
+    cp.network_profiles = NetworkProfiles(
+        store,
+        keys,
+        model,
+        ConnectionProfile(
+            0, config.csms.url, config.csms.security_profile, int(config.csms.response_timeout)
+        ),
+    )
+    features_201.attach(cp)
+    for feature in cp.features:
+        if hasattr(feature, "variables"):
+            model.add(feature.variables(len(evses)))
+    return cp
 
 
 async def serve(config: Config) -> StopReason | None:

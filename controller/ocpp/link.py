@@ -199,13 +199,17 @@ class OcppLink:
                 raise
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as e:
                 log.warning("CSMS link: %s", e or type(e).__name__)
-                self.connection_failed(e, opened)
+                if not opened:
+                    self.connection_failed(e)
             except Exception as e:
                 log.exception("CSMS link failed")
-                self.connection_failed(e, opened)
+                if not opened:
+                    self.connection_failed(e)
             finally:
                 self._active.rpc = None
                 self._active._connection = None
+                if opened:
+                    self.connection_closed()
             if not self.link_allowed.is_set():
                 continue
             delay = backoff * random.uniform(0.8, 1.2)
@@ -228,14 +232,23 @@ class OcppLink:
         self._active = layer
         self.station.link = layer
 
-    def connection_failed(self, error: BaseException, opened: bool) -> None:
-        if self.link_security is not None and not opened:
+    def connection_failed(self, error: BaseException) -> None:
+        """An attempt to connect failed."""
+        if self.link_security is not None:
             self.link_security.link_failed(error)
 
+    def connection_closed(self) -> None:
+        """An open connection has ended."""
+
     def _auth_headers(self) -> dict[str, str]:
-        if not self.settings.password:
+        """HTTP Basic auth with the station's password (AuthorizationKey, which 2.0.1
+        calls BasicAuthPassword), if it has one."""
+        password = self.settings.password
+        if "AuthorizationKey" in self.keys.specs:
+            password = self.keys.get("AuthorizationKey") or password
+        if not password:
             return {}
-        token = f"{self.settings.station_id}:{self.settings.password}".encode()
+        token = f"{self.settings.station_id}:{password}".encode()
         return {"Authorization": "Basic " + base64.b64encode(token).decode()}
 
     async def _serve(self, ws: Any) -> None:

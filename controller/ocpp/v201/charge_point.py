@@ -42,6 +42,13 @@ _CONNECTOR_STATUS = {
     ConnectorStatus.UNAVAILABLE: "Unavailable",
     ConnectorStatus.FAULTED: "Faulted",
 }
+
+
+def connector_status(status: Status) -> str:
+    """The 2.0.1 ConnectorStatus of a core status (Preparing ... Finishing are Occupied)."""
+    return _CONNECTOR_STATUS.get(status.status, "Occupied")
+
+
 EVENT_IDS = "event_id"  # meta key: the last NotifyEvent eventId
 
 
@@ -65,6 +72,34 @@ class ChargePoint201(OcppLink):
         self._sent_status: dict[int, str] = {}  # connector -> status sent on this connection
         self._boot_reason = _BOOT_REASONS.get(station.previous_run_ended, "Unknown")
         self._reset_scheduled = False
+        self._attempt_slot = 0  # the network profile of the connection being tried
+
+    # --- connecting through the network profiles (controller.ocpp.v201.network) ----------
+
+    def connection_target(self) -> tuple[str, dict[str, Any]]:
+        if self.network_profiles is None:
+            return super().connection_target()
+        profile = self.network_profiles.current()
+        self._attempt_slot = profile.slot
+        url = profile.url.rstrip("/") + "/" + self.settings.station_id
+        if self.link_security is not None:
+            return self.link_security.connect_options(url)
+        return url, {"additional_headers": self._auth_headers()}
+
+    def connection_opened(self, layer: OcppLink) -> None:
+        super().connection_opened(layer)
+        profiles = self.network_profiles
+        if layer is self and profiles is not None and profiles.connected(self._attempt_slot):
+            self.registration = Registration.NONE  # another CSMS: register again
+
+    def connection_failed(self, error: BaseException) -> None:
+        super().connection_failed(error)
+        if self.network_profiles is not None:
+            self.network_profiles.failed(self._attempt_slot)
+
+    def connection_closed(self) -> None:
+        if self.network_profiles is not None:
+            self.network_profiles.disconnected()
 
     # --- the station's view ---------------------------------------------------------
 
@@ -126,7 +161,7 @@ class ChargePoint201(OcppLink):
         await self._notify_problem(connector, status, timestamp)
         if connector == 0:
             return  # 2.0.1 reports connectors only; the station's problems go by NotifyEvent
-        reported = _CONNECTOR_STATUS.get(status.status, "Occupied")
+        reported = connector_status(status)
         if self._sent_status.get(connector) == reported:
             return  # a change within Occupied (Preparing -> Charging) is not a 2.0.1 change
         payload = {"timestamp": timestamp, "connectorStatus": reported}

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.ocpp.v201.provisioning import DeviceModelFeature
+
 # the feature classes, in the order they are set up
-FEATURES: list[Any] = []
+FEATURES: list[Any] = [DeviceModelFeature]
 
 
 def attach(cp: Any) -> None:
