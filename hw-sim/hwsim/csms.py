@@ -1,4 +1,4 @@
-"""A small scriptable OCPP 1.6J central system (CSMS) for the demo and the tests.
+"""A small scriptable OCPP 1.6J and 2.0.1 central system (CSMS) for the demo and the tests.
 
 Real back ends are neither scriptable nor observable, so the integration tests
 talk to this one instead: it answers charge-point calls with configurable
@@ -16,6 +16,20 @@ carry a unique id, answered with a CALLERROR.
 ``Csms`` is the asyncio server; ``CsmsThread`` runs one on its own event loop so
 plain synchronous tests and the demo can use it. ``python -m hwsim.csms`` runs it
 standalone and logs every message.
+
+Versions: ``subprotocols`` says which OCPP-J subprotocols the CSMS accepts, in
+its order of preference (default: only "ocpp1.6"); of those a station offers,
+the CSMS picks its most preferred. Each session, and each Record, carries the
+negotiated version ("1.6" or "2.0.1"; ``version_of``). A 2.0.1 session's frames
+are validated against the 2.0.1 schemas and answered with 2.0.1's error codes
+and default answers (``hwsim.csms_v201``); the knobs (``respond_with``,
+``fail_next``, ``ignore`` ...) are per action name and apply to both versions.
+``transactions()`` is the 1.6 view (StartTransaction / StopTransaction, by the
+CSMS's integer transactionId); ``transaction_events()`` is the 2.0.1 view (the
+TransactionEvent calls, by the station's string transactionId, re-sends after a
+lost answer recognised by identical transactionId, seqNo and content). Two
+methods rather than one whose result depends on the session: the views differ
+in key and shape, and each keeps a precise type.
 """
 
 from __future__ import annotations
@@ -26,6 +40,7 @@ import base64
 import binascii
 import concurrent.futures
 import contextlib
+import contextvars
 import decimal
 import hmac
 import inspect
@@ -36,7 +51,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -50,21 +65,28 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from hwsim import csms_v201
+from hwsim.csms_v201 import TransactionEvents
+
 __all__ = [
     "CallErrorReceived",
     "ConnectionEvent",
     "Csms",
     "CsmsThread",
     "DisconnectedError",
+    "InvalidCall",
     "MalformedResponse",
     "NotConnectedError",
     "Record",
+    "TransactionEvents",
     "TransactionView",
 ]
 
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "ocpp1.6"
+# The OCPP-J subprotocols this CSMS can speak, and the OCPP version each one means.
+VERSIONS = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1"}
 
 Direction = Literal["in", "out"]
 MessageType = Literal["CALL", "CALLRESULT", "CALLERROR", "INVALID"]
@@ -75,7 +97,7 @@ T = TypeVar("T")
 _TYPE_NAMES: dict[int, MessageType] = {2: "CALL", 3: "CALLRESULT", 4: "CALLERROR"}
 _TRANSACTION_ACTIONS = frozenset({"StartTransaction", "MeterValues", "StopTransaction"})
 
-# Calls only a CSMS sends: a charge point sending one gets NotSupported, not NotImplemented.
+# 1.6 calls only a CSMS sends: a charge point sending one gets NotSupported, not NotImplemented.
 _CSMS_ACTIONS = frozenset(
     {
         "CancelReservation",
@@ -105,6 +127,10 @@ _CSMS_ACTIONS = frozenset(
         "UpdateFirmware",
     }
 )
+_CSMS_ACTIONS_BY_VERSION = {"1.6": _CSMS_ACTIONS, "2.0.1": csms_v201.CSMS_ACTIONS}
+
+# The version of the session whose call is being answered (for default_response in responders).
+_answering_version: contextvars.ContextVar[str] = contextvars.ContextVar("answering_version")
 
 # The ocpp library parses these schemas' floats as Decimal so multipleOf 0.1 works.
 _DECIMAL_SCHEMAS = frozenset({("CALL", "SetChargingProfile"), ("CALL", "RemoteStartTransaction")})
@@ -123,6 +149,7 @@ SETTINGS = (
     "clock",
     "next_transaction_id",
     "dedupe_starts",
+    "subprotocols",
 )
 
 
@@ -134,6 +161,15 @@ class CallErrorReceived(Exception):
         self.code = code
         self.description = description
         self.details = details
+
+
+class InvalidCall(ValueError):
+    """A CSMS call whose payload breaks the schema of the session's version; not sent."""
+
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
 
 
 class MalformedResponse(Exception):
@@ -155,7 +191,8 @@ class Record:
     ``direction`` is "in" for charge point -> CSMS. For CALLRESULT/CALLERROR
     ``action`` is the action of the call answered, when known. CALLERROR
     payloads are ``{"errorCode", "errorDescription", "errorDetails"}``.
-    ``error`` describes a framing or schema problem (None = fine).
+    ``error`` describes a framing or schema problem (None = fine). ``version``
+    is the OCPP version of the session it belongs to ("1.6" or "2.0.1").
     """
 
     seq: int
@@ -168,6 +205,7 @@ class Record:
     payload: Any
     raw: str
     error: str | None = None
+    version: str = "1.6"
 
 
 @dataclass(frozen=True)
@@ -257,6 +295,7 @@ class _Pending:
 class _Session:
     station_id: str
     ws: ServerConnection
+    version: str = "1.6"
     pending: dict[str, _Pending] = field(default_factory=dict)
     incoming: dict[str, Record] = field(default_factory=dict)  # calls not yet answered
     call_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -305,12 +344,16 @@ def _parse_frame(raw: str | bytes) -> _Frame:
     return _Frame(mtype, uid, None, err, None)
 
 
-def _schema_error(mtype: MessageType, action: str, payload: Any) -> tuple[str, str] | None:
-    """Validate against the OCPP 1.6 JSON schema: (1.6 error code, message) or None.
+def _schema_error(
+    mtype: MessageType, action: str, payload: Any, version: str = "1.6"
+) -> tuple[str, str] | None:
+    """Validate against the version's JSON schema: (that version's error code, message) or None.
 
     Actions without a schema (custom ones) count as valid; the caller decides
     whether an unknown action is acceptable.
     """
+    if version == "2.0.1":
+        return csms_v201.schema_error(mtype == "CALL", action, payload)
     type_id = 2 if mtype == "CALL" else 3
     use_decimal = (mtype, action) in _DECIMAL_SCHEMAS
     try:
@@ -349,7 +392,7 @@ def _short(value: Any, limit: int = 160) -> str:
 
 
 class Csms:
-    """The asyncio OCPP 1.6J central system; see the module docstring.
+    """The asyncio OCPP 1.6J / 2.0.1 central system; see the module docstring.
 
     Settings (plain attributes, change them at any time): ``boot_status``,
     ``interval``, ``id_tags``, ``unknown_id_tag_status``, ``parent_id_tags``,
@@ -359,7 +402,9 @@ class Csms:
     answer to a StartTransaction (a crash, a cut link) sends it again; like a real
     CSMS, this one recognises the re-send by its identical connectorId, idTag,
     meterStart and timestamp and answers with the same transactionId (see
-    ``retransmissions`` and ``transactions``).
+    ``retransmissions`` and ``transactions``). ``subprotocols``: the OCPP-J
+    subprotocols accepted, most preferred first (new connections use a change).
+    The 2.0.1 answers read the same settings (``hwsim.csms_v201``).
     """
 
     def __init__(
@@ -377,8 +422,10 @@ class Csms:
         ping_interval: float | None = None,
         dedupe_starts: bool = True,
         ssl_context: ssl.SSLContext | None = None,
+        subprotocols: Sequence[str] = (SUBPROTOCOL,),
     ) -> None:
         self.host = host
+        self.subprotocols = tuple(subprotocols)
         # TLS (wss://): a server context; with verify_mode CERT_OPTIONAL/REQUIRED it asks
         # for client certificates (see ConnectionEvent.client_certificate).
         self.ssl_context = ssl_context
@@ -430,6 +477,10 @@ class Csms:
             "SignedFirmwareStatusNotification": lambda _p: {},
             "SignCertificate": lambda _p: {"status": "Accepted"},
         }
+        self._defaults_by_version = {
+            "1.6": self._defaults,
+            "2.0.1": csms_v201.default_answers(self),
+        }
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -440,7 +491,7 @@ class Csms:
             self._handler,
             self.host,
             self.port,
-            subprotocols=[Subprotocol(SUBPROTOCOL)],
+            select_subprotocol=self._select_subprotocol,
             process_request=self._process_request,
             ping_interval=self.ping_interval,
             ssl=self.ssl_context,
@@ -474,6 +525,21 @@ class Csms:
 
     def station_url(self, station_id: str) -> str:
         return f"{self.url}/{station_id}"
+
+    @property
+    def subprotocols(self) -> tuple[str, ...]:
+        """The subprotocols accepted, most preferred first (a setting: new connections use it)."""
+        return self._subprotocols
+
+    @subprotocols.setter
+    def subprotocols(self, value: Sequence[str]) -> None:
+        chosen = tuple(value)
+        unknown = [p for p in chosen if p not in VERSIONS]
+        if isinstance(value, str) or not chosen or unknown or len(set(chosen)) != len(chosen):
+            raise ValueError(
+                f"subprotocols must be distinct names out of {list(VERSIONS)}, got {value!r}"
+            )
+        self._subprotocols = chosen
 
     def configure(self, **settings: Any) -> None:
         """Set several settings at once; unknown names are an error, not a silent no-op."""
@@ -563,12 +629,19 @@ class Csms:
             info["parentIdTag"] = self.parent_id_tags[tag]
         return info
 
-    def default_response(self, action: str, payload: Payload) -> Payload:
-        """The answer this CSMS gives by default (StartTransaction allocates an id)."""
+    def default_response(
+        self, action: str, payload: Payload, version: str | None = None
+    ) -> Payload:
+        """The answer this CSMS gives by default (StartTransaction allocates an id).
+
+        ``version`` "1.6" or "2.0.1"; None means the version of the session whose
+        call is being answered (inside a responder), else "1.6".
+        """
+        version = version or _answering_version.get("1.6")
         try:
-            handler = self._defaults[action]
+            handler = self._defaults_by_version[version][action]
         except KeyError:
-            raise KeyError(f"no default response for {action!r}") from None
+            raise KeyError(f"no OCPP {version} default response for {action!r}") from None
         return handler(payload)
 
     def _boot_notification(self, _payload: Payload) -> Payload:
@@ -613,7 +686,7 @@ class Csms:
 
     @property
     def violations(self) -> list[Record]:
-        """Frames from charge points that broke framing or the 1.6 schema."""
+        """Frames from charge points that broke framing or their version's schema."""
         return [r for r in self._records if r.direction == "in" and r.error is not None]
 
     @property
@@ -630,9 +703,22 @@ class Csms:
 
     @property
     def retransmissions(self) -> list[Record]:
-        """StartTransaction calls recognised as re-sends of an earlier answered one
-        (answered with the transactionId that one got), in order."""
-        return [r for view in self._transaction_views().values() for r in view.retransmitted_starts]
+        """Transaction calls recognised as re-sends after a lost answer, in order: 1.6
+        StartTransactions (answered with the transactionId the first one got) and 2.0.1
+        TransactionEvents (identical to one taken before)."""
+        starts = (v.retransmitted_starts for v in self._transaction_views().values())
+        events = (v.retransmitted for v in self._transaction_event_views().values())
+        return sorted((r for group in (*starts, *events) for r in group), key=lambda r: r.seq)
+
+    def version_of(self, station_id: str | None = None) -> str:
+        """The OCPP version ("1.6" / "2.0.1") a station negotiated: that of its current
+        connection, else of its last one; without station_id, the most recent station."""
+        if station_id in self._sessions or (station_id is None and self._sessions):
+            return self._session(station_id).version
+        for event in reversed(self._events):
+            if event.kind == "connected" and station_id in (None, event.station_id):
+                return VERSIONS.get(event.subprotocol or "", "1.6")
+        raise NotConnectedError(f"{station_id or 'no charge point'} has never connected")
 
     def transactions(self, station_id: str | None = None) -> dict[int, TransactionView]:
         """The CSMS's view of the transactions, by transactionId in order of their start:
@@ -640,11 +726,41 @@ class Csms:
         answered with a CALLERROR are left out; unanswered ones count."""
         return self._transaction_views(station_id)
 
+    def transaction_events(self, station_id: str | None = None) -> dict[str, TransactionEvents]:
+        """The CSMS's view of the 2.0.1 transactions, by the station's transactionId in
+        order of their first event: the TransactionEvent calls that carry the id (see
+        TransactionEvents). Calls answered with a CALLERROR are left out; unanswered ones
+        count. transactionIds are only unique per station: if two stations use the same
+        one, pass ``station_id`` (ValueError otherwise)."""
+        views: dict[str, TransactionEvents] = {}
+        for (station, tx_id), view in self._transaction_event_views(station_id).items():
+            if tx_id in views:
+                other = views[tx_id].station_id
+                raise ValueError(
+                    f"transactionId {tx_id!r} is used by {other} and {station}; pass station_id"
+                )
+            views[tx_id] = view
+        return views
+
+    def _transaction_event_views(
+        self, station_id: str | None = None
+    ) -> dict[tuple[str, str], TransactionEvents]:
+        taken = []
+        for r in self._records:
+            if r.version != "2.0.1" or not self._is_call(r, "TransactionEvent", station_id):
+                continue
+            answer = self._answers.get(r.seq)
+            if answer is None or answer.message_type != "CALLERROR":
+                taken.append(r)
+        return csms_v201.build_transaction_events(taken)
+
     def _transaction_views(self, station_id: str | None = None) -> dict[int, TransactionView]:
         views: dict[int, TransactionView] = {}
         for r in self._records:
             action = r.action or ""
             if action not in _TRANSACTION_ACTIONS or not self._is_call(r, action, station_id):
+                continue
+            if r.version != "1.6":
                 continue
             answer = self._answers.get(r.seq)
             if answer is not None and answer.message_type == "CALLERROR":
@@ -844,15 +960,23 @@ class Csms:
         payload: Payload | None = None,
         timeout: float = 10.0,
         station_id: str | None = None,
+        validate: bool | None = None,
     ) -> Payload:
         """Send a call to the charge point and return its CALLRESULT payload.
 
         Raises CallErrorReceived on a CALLERROR, TimeoutError when unanswered,
         DisconnectedError if the connection drops first. Calls to one station are
-        serialized, as OCPP-J allows one outstanding call per direction. The
-        payload is not validated, so tests can send invalid ones on purpose.
+        serialized, as OCPP-J allows one outstanding call per direction.
+
+        ``validate``: check the payload against the request schema of the session's
+        version first and raise InvalidCall instead of sending a call that breaks it
+        (or an action the version does not define). None (the default) validates in
+        2.0.1 sessions and not in 1.6 ones; False sends invalid calls on purpose.
+        The answer is validated either way; a bad one is a violation, not an error.
         """
         session = self._session(station_id)
+        if validate or (validate is None and session.version == "2.0.1"):
+            self._check_call(session.version, action, payload or {})
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
@@ -872,6 +996,18 @@ class Csms:
             raise TimeoutError(
                 f"{session.station_id} did not answer {action} within {timeout}s"
             ) from None
+
+    @staticmethod
+    def _check_call(version: str, action: str, payload: Payload) -> None:
+        try:
+            get_validator(2, action, version)
+        except (OSError, ValueError):
+            raise InvalidCall(
+                "NotImplemented", f"{action} is not an OCPP {version} action"
+            ) from None
+        problem = _schema_error("CALL", action, payload, version)
+        if problem is not None:
+            raise InvalidCall(*problem)
 
     async def send_raw(
         self, text: str, timeout: float = 5.0, station_id: str | None = None
@@ -939,8 +1075,9 @@ class Csms:
             reason = (HTTPStatus.SERVICE_UNAVAILABLE, "CSMS refusing connections")
         elif not station_id:
             reason = (HTTPStatus.NOT_FOUND, "no charge point identity in the path")
-        elif SUBPROTOCOL not in offered:
-            reason = (HTTPStatus.BAD_REQUEST, f"subprotocol {SUBPROTOCOL} required")
+        elif not offered.intersection(self.subprotocols):
+            wanted = " or ".join(self.subprotocols)
+            reason = (HTTPStatus.BAD_REQUEST, f"subprotocol {wanted} required")
         elif self.password is not None and not self._auth_ok(station_id, request):
             reason = (HTTPStatus.UNAUTHORIZED, "bad or missing basic auth")
         if reason is None:
@@ -951,6 +1088,15 @@ class Csms:
         if status == HTTPStatus.UNAUTHORIZED:
             response.headers["WWW-Authenticate"] = 'Basic realm="OCPP"'
         return response
+
+    def _select_subprotocol(
+        self, _ws: ServerConnection, offered: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
+        """The CSMS's most preferred subprotocol that the station offered (its order wins)."""
+        for subprotocol in self.subprotocols:
+            if subprotocol in offered:
+                return Subprotocol(subprotocol)
+        return None  # not reached: _process_request refused the handshake
 
     def _auth_ok(self, station_id: str, request: Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -968,7 +1114,7 @@ class Csms:
         """One charge point connection; nothing it sends may end the server."""
         assert ws.request is not None
         station_id = _station_from_path(ws.request.path)
-        session = _Session(station_id, ws)
+        session = _Session(station_id, ws, VERSIONS.get(ws.subprotocol or "", "1.6"))
         old = self._sessions.pop(station_id, None)
         self._sessions[station_id] = session
         if old is not None:
@@ -1015,10 +1161,10 @@ class Csms:
         error = frame.error
         schema: tuple[str, str] | None = None
         if error is None and frame.action is not None and frame.message_type != "CALLERROR":
-            schema = _schema_error(frame.message_type, frame.action, frame.payload)
+            schema = _schema_error(frame.message_type, frame.action, frame.payload, session.version)
             if schema is not None:
                 error = f"schema {schema[0]}: {schema[1]}"
-        record = self._add_record(session.station_id, "in", frame, text, error)
+        record = self._add_record(session, "in", frame, text, error)
         if frame.message_type == "CALL" and frame.unique_id is not None:
             session.incoming[frame.unique_id] = record
         if pending is not None and pending.future is not None:
@@ -1039,7 +1185,10 @@ class Csms:
             log.warning("%s sent a frame without a usable unique id: %s", session.station_id, error)
             return
         if frame.message_type == "INVALID" or (frame.message_type == "CALL" and frame.error):
-            await self._send_error(session, frame.unique_id, "FormationViolation", error or "")
+            code = "FormationViolation"
+            if session.version == "2.0.1":
+                code = csms_v201.framing_error_code(error or "")
+            await self._send_error(session, frame.unique_id, code, error or "")
         elif frame.message_type == "CALL":
             await self._answer(session, frame, schema)
         elif frame.error:
@@ -1068,25 +1217,29 @@ class Csms:
             await self._send_error(session, uid, *forced)
             return
         responder = self._responders.get(action)
-        if responder is None and action not in self._defaults:
-            code = "NotSupported" if action in _CSMS_ACTIONS else "NotImplemented"
+        if responder is None and action not in self._defaults_by_version[session.version]:
+            csms_only = action in _CSMS_ACTIONS_BY_VERSION[session.version]
+            code = "NotSupported" if csms_only else "NotImplemented"
             await self._send_error(session, uid, code, f"{action} is not handled by this CSMS")
             return
         if schema is not None and self.strict:
             await self._send_error(session, uid, schema[0], schema[1])
             return
+        token = _answering_version.set(session.version)  # async responders inherit it
         try:
             result: Any = (
                 responder(payload) if responder else self.default_response(action, payload)
             )
+            if inspect.isawaitable(result):
+                self._spawn(self._answer_later(session, action, uid, result))
+                return
         except Exception as exc:
             log.exception("CSMS responder for %s failed", action)
             await self._send_error(session, uid, "InternalError", f"responder failed: {exc!r}")
             return
-        if inspect.isawaitable(result):
-            self._spawn(self._answer_later(session, action, uid, result))
-        else:
-            await self._send_result(session, action, uid, result)
+        finally:
+            _answering_version.reset(token)
+        await self._send_result(session, action, uid, result)
 
     async def _answer_later(
         self, session: _Session, action: str, uid: str, result: Awaitable[Any]
@@ -1113,7 +1266,7 @@ class Csms:
         await self._send(session, text, _Frame("CALLERROR", uid, None, body, None))
 
     async def _send(self, session: _Session, text: str, frame: _Frame) -> None:
-        record = self._add_record(session.station_id, "out", frame, text, frame.error)
+        record = self._add_record(session, "out", frame, text, frame.error)
         if frame.message_type in ("CALLRESULT", "CALLERROR") and frame.unique_id is not None:
             call = session.incoming.pop(frame.unique_id, None)
             if call is not None:
@@ -1141,8 +1294,9 @@ class Csms:
             self._changed = asyncio.Event()
 
     def _add_record(
-        self, station_id: str, direction: Direction, frame: _Frame, raw: str, error: str | None
+        self, session: _Session, direction: Direction, frame: _Frame, raw: str, error: str | None
     ) -> Record:
+        station_id = session.station_id
         record = Record(
             seq=self._next_seq(),
             time=time.time(),
@@ -1154,6 +1308,7 @@ class Csms:
             payload=frame.payload,
             raw=raw,
             error=error,
+            version=session.version,
         )
         self._records.append(record)
         log.debug("%s %s %s", station_id, "->" if direction == "in" else "<-", raw)
@@ -1228,6 +1383,7 @@ class CsmsThread:
     clock = _Forward()
     next_transaction_id = _Forward()
     dedupe_starts = _Forward()
+    subprotocols = _Forward()
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, **options: Any) -> None:
         self._loop = asyncio.new_event_loop()
@@ -1325,8 +1481,10 @@ class CsmsThread:
     def on_connection(self, callback: Callable[[ConnectionEvent], None]) -> None:
         self._in_loop(self.csms.on_connection, callback)
 
-    def default_response(self, action: str, payload: Payload) -> Payload:
-        return self._in_loop(self.csms.default_response, action, payload)
+    def default_response(
+        self, action: str, payload: Payload, version: str | None = None
+    ) -> Payload:
+        return self._in_loop(self.csms.default_response, action, payload, version)
 
     # inspection
     def mark(self) -> int:
@@ -1364,6 +1522,12 @@ class CsmsThread:
 
     def transactions(self, station_id: str | None = None) -> dict[int, TransactionView]:
         return self._in_loop(self.csms.transactions, station_id)
+
+    def transaction_events(self, station_id: str | None = None) -> dict[str, TransactionEvents]:
+        return self._in_loop(self.csms.transaction_events, station_id)
+
+    def version_of(self, station_id: str | None = None) -> str:
+        return self._in_loop(self.csms.version_of, station_id)
 
     # waiting and calls
     def wait_for(
@@ -1413,8 +1577,10 @@ class CsmsThread:
         payload: Payload | None = None,
         timeout: float = 10.0,
         station_id: str | None = None,
+        validate: bool | None = None,
     ) -> Payload:
-        return self._run(self.csms.call(action, payload, timeout, station_id), timeout)
+        coro = self.csms.call(action, payload, timeout, station_id, validate)
+        return self._run(coro, timeout)
 
     def send_raw(
         self, text: str, timeout: float = 5.0, station_id: str | None = None
@@ -1456,7 +1622,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--unknown-id-tag-status", default="Invalid")
     parser.add_argument("--lax", action="store_true", help="answer schema-invalid calls anyway")
+    parser.add_argument(
+        "--subprotocols",
+        default=SUBPROTOCOL,
+        metavar="LIST",
+        help="accepted OCPP-J subprotocols, most preferred first, e.g. ocpp2.0.1,ocpp1.6"
+        f" (default {SUBPROTOCOL}; known: {','.join(VERSIONS)})",
+    )
     args = parser.parse_args(argv)
+    subprotocols = tuple(p.strip() for p in args.subprotocols.split(",") if p.strip())
+    if not subprotocols or any(p not in VERSIONS for p in subprotocols):
+        parser.error(f"--subprotocols wants names out of {','.join(VERSIONS)}")
     id_tags = {}
     for item in args.id_tag:
         tag, sep, status = item.partition("=")
@@ -1475,6 +1651,7 @@ def main(argv: list[str] | None = None) -> None:
             id_tags=id_tags,
             unknown_id_tag_status=args.unknown_id_tag_status,
             strict=not args.lax,
+            subprotocols=subprotocols,
         )
         csms.on_message(lambda r: log.info("%s", _format_record(r)))
         async with csms:

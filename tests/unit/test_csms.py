@@ -1,4 +1,4 @@
-"""Tests for the scriptable OCPP 1.6J CSMS used by the demo and the integration tests.
+"""Tests for the scriptable OCPP 1.6J / 2.0.1 CSMS used by the demo and the integration tests.
 
 The charge point here is a bare websocket client sending hand-written frames, so
 the tests pin down the wire behaviour the integration tests rely on.
@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import ocpp
 import pytest
+from ocpp.messages import get_validator
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as aconnect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -22,13 +26,16 @@ from websockets.sync.client import ClientConnection as SyncClient
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
+from hwsim import csms_v201
 from hwsim.csms import (
     CallErrorReceived,
     Csms,
     CsmsThread,
     DisconnectedError,
+    InvalidCall,
     NotConnectedError,
     Record,
+    main,
 )
 
 OCPP16 = [Subprotocol("ocpp1.6")]
@@ -535,3 +542,467 @@ def test_lax_mode_answers_schema_invalid_calls(csms: CsmsThread, cp: SyncClient)
 def test_unknown_setting_is_an_error(csms: CsmsThread) -> None:
     with pytest.raises(AttributeError):
         csms.configure(bot_status="Pending")
+
+
+# ------------------------------------------------------------------ OCPP 2.0.1
+
+OCPP201 = [Subprotocol("ocpp2.0.1")]
+BOTH = ("ocpp2.0.1", "ocpp1.6")
+BOOT201 = {"reason": "PowerUp", "chargingStation": {"model": "Box", "vendorName": "Acme"}}
+CARD = {"idToken": "AABBCCDD", "type": "ISO14443"}
+
+
+@pytest.fixture
+def csms201() -> Iterator[CsmsThread]:
+    with CsmsThread(subprotocols=BOTH) as server:
+        yield server
+
+
+@pytest.fixture
+def cp201(csms201: CsmsThread) -> Iterator[SyncClient]:
+    with connect(csms201.station_url("CP2"), subprotocols=OCPP201) as ws:
+        csms201.wait_connected(2)
+        yield ws
+
+
+def tx_event(event_type: str, seq_no: int, tx_id: str = "tx-1", **extra: Any) -> dict[str, Any]:
+    """A minimal TransactionEvent request."""
+    trigger = {"Started": "Authorized", "Updated": "MeterValuePeriodic", "Ended": "EVDeparted"}
+    return {
+        "eventType": event_type,
+        "timestamp": f"2024-01-01T00:00:{seq_no:02d}.000Z",
+        "triggerReason": trigger[event_type],
+        "seqNo": seq_no,
+        "transactionInfo": {"transactionId": tx_id},
+        **extra,
+    }
+
+
+def energy(wh: float) -> list[dict[str, Any]]:
+    return [{"timestamp": "2024-01-01T00:00:05Z", "sampledValue": [{"value": wh}]}]
+
+
+@pytest.mark.parametrize(
+    ("accepted", "offered", "chosen"),
+    [
+        (BOTH, ["ocpp1.6", "ocpp2.0.1"], "ocpp2.0.1"),  # the CSMS's preference wins...
+        (("ocpp1.6", "ocpp2.0.1"), ["ocpp2.0.1", "ocpp1.6"], "ocpp1.6"),  # ...either way
+        (BOTH, ["ocpp1.6"], "ocpp1.6"),  # a 1.6-only station still gets in
+        (BOTH, ["ocpp2.0", "ocpp2.0.1"], "ocpp2.0.1"),
+        (("ocpp2.0.1",), ["ocpp2.0.1"], "ocpp2.0.1"),
+    ],
+)
+def test_negotiation_picks_the_csms_preference(
+    accepted: tuple[str, ...], offered: list[str], chosen: str
+) -> None:
+    with CsmsThread(subprotocols=accepted) as csms:
+        protocols = [Subprotocol(p) for p in offered]
+        with connect(csms.station_url("CP1"), subprotocols=protocols) as ws:
+            assert ws.subprotocol == chosen
+            csms.wait_connected(2)
+            version = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1"}[chosen]
+            assert csms.version_of("CP1") == csms.version_of() == version
+            boot = BOOT if version == "1.6" else BOOT201
+            answer = rpc(ws, "BootNotification", boot)
+            assert answer[0] == 3 and answer[2]["status"] == "Accepted"
+        assert csms.events[0].subprotocol == chosen
+        assert {r.version for r in csms.records} == {version}
+        assert csms.violations == []
+        csms.wait_disconnected(2)
+        assert csms.version_of("CP1") == version  # still known after the station left
+
+
+@pytest.mark.parametrize(
+    ("accepted", "offered"),
+    [
+        (BOTH, ["ocpp2.0"]),
+        (BOTH, []),
+        (("ocpp1.6",), ["ocpp2.0.1"]),  # the default CSMS speaks only 1.6
+        (("ocpp2.0.1",), ["ocpp1.6"]),
+    ],
+)
+def test_a_station_offering_nothing_acceptable_is_refused(
+    accepted: tuple[str, ...], offered: list[str]
+) -> None:
+    with CsmsThread(subprotocols=accepted) as csms:
+        protocols = [Subprotocol(p) for p in offered]
+        with pytest.raises(InvalidStatus) as err:
+            connect(csms.station_url("CP1"), subprotocols=protocols or None)
+        assert err.value.response.status_code == 400
+        assert [e.kind for e in csms.events] == ["rejected"]
+        with pytest.raises(NotConnectedError):
+            csms.version_of("CP1")
+
+
+def test_subprotocols_setting_is_checked_and_changeable(csms201: CsmsThread) -> None:
+    for bad in [(), ("ocpp2.1",), ("ocpp1.6", "ocpp1.6"), "ocpp1.6"]:
+        with pytest.raises(ValueError):
+            Csms(subprotocols=bad)
+        with pytest.raises(ValueError):
+            csms201.configure(subprotocols=bad)
+    assert csms201.subprotocols == BOTH
+    csms201.subprotocols = ("ocpp1.6",)  # new connections only
+    with pytest.raises(InvalidStatus):
+        connect(csms201.station_url("CP1"), subprotocols=OCPP201)
+    both = [Subprotocol("ocpp2.0.1"), Subprotocol("ocpp1.6")]
+    with connect(csms201.station_url("CP1"), subprotocols=both) as ws:
+        assert ws.subprotocol == "ocpp1.6"
+    with pytest.raises(SystemExit):
+        main(["--subprotocols", "ocpp2.0.1,ocpp9"])
+
+
+def test_version_of_names_the_station(csms201: CsmsThread) -> None:
+    with (
+        connect(csms201.station_url("OLD"), subprotocols=OCPP16),
+        connect(csms201.station_url("NEW"), subprotocols=OCPP201),
+    ):
+        csms201.wait_connected(2, station_id="OLD")
+        csms201.wait_connected(2, station_id="NEW")
+        assert csms201.version_of("OLD") == "1.6"
+        assert csms201.version_of("NEW") == "2.0.1"
+        with pytest.raises(NotConnectedError):
+            csms201.version_of("NOBODY")
+
+
+def test_201_boot_heartbeat_and_authorize(csms201: CsmsThread, cp201: SyncClient) -> None:
+    csms201.configure(
+        id_tags={"AABBCCDD": "Accepted", "11223344": "Blocked"},
+        parent_id_tags={"AABBCCDD": "FLEET"},
+        interval=60,
+    )
+    boot = rpc(cp201, "BootNotification", BOOT201)[2]
+    assert (boot["status"], boot["interval"]) == ("Accepted", 60)
+    assert boot["currentTime"].endswith("Z")
+    csms201.boot_status = "Pending"
+    assert rpc(cp201, "BootNotification", BOOT201)[2]["status"] == "Pending"
+    assert rpc(cp201, "Heartbeat", {})[2]["currentTime"].endswith("Z")
+    assert rpc(cp201, "Authorize", {"idToken": CARD})[2] == {
+        "idTokenInfo": {
+            "status": "Accepted",
+            "groupIdToken": {"idToken": "FLEET", "type": "Central"},
+        }
+    }
+    blocked = {"idToken": "11223344", "type": "ISO14443"}
+    assert rpc(cp201, "Authorize", {"idToken": blocked})[2] == {
+        "idTokenInfo": {"status": "Blocked"}
+    }
+    unknown = {"idToken": "DEADBEEF", "type": "ISO14443"}  # as in 1.6: Invalid
+    assert rpc(cp201, "Authorize", {"idToken": unknown})[2] == {
+        "idTokenInfo": {"status": "Invalid"}
+    }
+    lower = {"idToken": "aabbccdd", "type": "ISO14443"}  # looked up exactly, like the idTag
+    assert rpc(cp201, "Authorize", {"idToken": lower})[2]["idTokenInfo"]["status"] == "Invalid"
+    free = {"idToken": "", "type": "NoAuthorization"}
+    assert rpc(cp201, "Authorize", {"idToken": free})[2]["idTokenInfo"]["status"] == "Accepted"
+    assert rpc(cp201, "DataTransfer", {"vendorId": "x"})[2] == {"status": "UnknownVendorId"}
+    assert csms201.violations == []
+    assert {r.version for r in csms201.records} == {"2.0.1"}
+
+
+def test_201_transaction_round_trip_and_view(csms201: CsmsThread, cp201: SyncClient) -> None:
+    csms201.id_tags = {"AABBCCDD": "Accepted"}
+    started = tx_event("Started", 0, idToken=CARD, evse={"id": 1, "connectorId": 1})
+    assert rpc(cp201, "TransactionEvent", started, uid="t0")[2] == {
+        "idTokenInfo": {"status": "Accepted"}
+    }
+    updated = tx_event("Updated", 1, meterValue=energy(120.5))
+    assert rpc(cp201, "TransactionEvent", updated, uid="t1")[2] == {}  # no idToken: empty
+    csms201.ignore("TransactionEvent")  # the answer to seqNo 2 is "lost"...
+    offline = tx_event("Updated", 2, meterValue=energy(130), offline=True)
+    cp201.send(json.dumps([2, "t2", "TransactionEvent", offline]))
+    csms201.wait_for("TransactionEvent", lambda p: p["seqNo"] == 2)
+    assert rpc(cp201, "TransactionEvent", offline, uid="t2-again")[0] == 3  # ...so it is re-sent
+    csms201.fail_next("TransactionEvent")  # refused: the CSMS did not take it
+    ended = tx_event(
+        "Ended",
+        3,
+        transactionInfo={"transactionId": "tx-1", "stoppedReason": "EVDisconnected"},
+        meterValue=energy(150),
+        idToken={"idToken": "DEADBEEF", "type": "ISO14443"},
+    )
+    assert rpc(cp201, "TransactionEvent", ended, uid="t3")[2] == "InternalError"
+    answer = rpc(cp201, "TransactionEvent", ended, uid="t3-again")[2]
+    assert answer == {"idTokenInfo": {"status": "Invalid"}}
+
+    views = csms201.transaction_events()
+    assert list(views) == ["tx-1"]
+    view = views["tx-1"]
+    assert (view.transaction_id, view.station_id) == ("tx-1", "CP2")
+    assert view.started == started and view.updates == [updated, offline]
+    assert view.ended == ended and view.stopped_reason == "EVDisconnected"
+    assert view.seq_nos == [0, 1, 2, 3] and view.gap_free()
+    assert view.missing_seq_nos() == [] and view.duplicate_seq_nos() == []
+    assert view.distinct_events() == [started, updated, offline, ended]
+    assert [r.unique_id for r in view.records] == ["t0", "t1", "t2", "t3-again"]
+    assert [r.unique_id for r in view.retransmitted] == ["t2-again"]
+    assert [r.unique_id for r in csms201.retransmissions] == ["t2-again"]
+    assert view.sampled_values() == [120.5, 130, 150]
+    assert len(view.meter_values()) == 3
+    reasons = ["Authorized", "MeterValuePeriodic", "MeterValuePeriodic", "EVDeparted"]
+    assert view.trigger_reasons == reasons
+    assert view.offline_flags == [False, False, True, False]
+    assert csms201.transactions() == {}  # the 1.6 view has nothing from a 2.0.1 session
+    assert csms201.transaction_events(station_id="OTHER") == {}
+    assert csms201.violations == []
+
+
+def test_201_view_detects_gaps_and_duplicate_seq_nos(
+    csms201: CsmsThread, cp201: SyncClient
+) -> None:
+    for n, event in enumerate(
+        [
+            tx_event("Started", 0, "gap"),
+            tx_event("Updated", 2, "gap"),  # seqNo 1 never came
+            tx_event("Started", 0, "dup"),
+            tx_event("Updated", 1, "dup", meterValue=energy(1)),
+            tx_event("Updated", 1, "dup", meterValue=energy(2)),  # same seqNo, other content
+            tx_event("Updated", 1, "late"),  # no Started yet
+        ]
+    ):
+        assert rpc(cp201, "TransactionEvent", event, uid=f"e{n}")[0] == 3
+    views = csms201.transaction_events()
+    assert list(views) == ["gap", "dup", "late"]
+    gap, dup, late = views["gap"], views["dup"], views["late"]
+    assert not gap.gap_free() and gap.missing_seq_nos() == [1] and gap.ended is None
+    assert not dup.gap_free() and dup.duplicate_seq_nos() == [1] and dup.seq_nos == [0, 1, 1]
+    assert dup.retransmitted == [] and len(dup.updates) == 2
+    assert not late.gap_free() and late.started is None and late.missing_seq_nos() == [0]
+
+
+def test_201_transaction_ids_are_per_station(csms201: CsmsThread) -> None:
+    with (
+        connect(csms201.station_url("A"), subprotocols=OCPP201) as a,
+        connect(csms201.station_url("B"), subprotocols=OCPP201) as b,
+    ):
+        event = tx_event("Started", 0, "1")
+        rpc(a, "TransactionEvent", event)
+        rpc(b, "TransactionEvent", event)  # the same content from another station: not a re-send
+    assert csms201.retransmissions == []
+    with pytest.raises(ValueError, match="pass station_id"):
+        csms201.transaction_events()
+    assert csms201.transaction_events("A")["1"].station_id == "A"
+    assert csms201.transaction_events("B")["1"].seq_nos == [0]
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ('[2,"g1","Heartbeat"]', "RpcFrameworkError"),
+        ('[2,"g2",5,{}]', "RpcFrameworkError"),
+        ('[2,"g3","Heartbeat",[]]', "FormatViolation"),
+        ('[2,"g4","Heartbeat",{},1]', "RpcFrameworkError"),
+        ('[9,"g5","Heartbeat",{}]', "MessageTypeNotSupported"),
+        ('[2,"g6","FlyToMoon",{}]', "NotImplemented"),
+        ('[2,"g7","StartTransaction",{}]', "NotImplemented"),  # 1.6 only
+        (
+            '[2,"g8","RequestStartTransaction",{"idToken":{"idToken":"A","type":"Local"},'
+            '"remoteStartId":1}]',
+            "NotSupported",
+        ),
+        ('[2,"g9","Reset",{"type":"Immediate"}]', "NotSupported"),
+        ('[2,"h1","BootNotification",{"reason":"PowerUp"}]', "OccurrenceConstraintViolation"),
+        ('[2,"h2","Heartbeat",{"extra":1}]', "FormatViolation"),
+        (
+            '[2,"h3","BootNotification",{"reason":"Bored","chargingStation":'
+            '{"model":"M","vendorName":"V"}}]',
+            "PropertyConstraintViolation",
+        ),
+        (
+            '[2,"h4","TransactionEvent",'
+            + json.dumps({**tx_event("Started", 0), "seqNo": "0"})
+            + "]",
+            "TypeConstraintViolation",
+        ),
+        (
+            '[2,"h5","TransactionEvent",'
+            + json.dumps({**tx_event("Started", 0), "timestamp": "2024-01-01T00:00:00.123456Z"})
+            + "]",
+            "FormatViolation",
+        ),  # more than milliseconds
+        (
+            '[2,"h6","TransactionEvent",'
+            + json.dumps({**tx_event("Started", 0), "timestamp": "2024-01-01T02:00:00+02:00"})
+            + "]",
+            "FormatViolation",
+        ),  # not UTC
+        (
+            '[2,"h7","TransactionEvent",'
+            + json.dumps({**tx_event("Started", 0), "timestamp": "2024-01-01T00:00:00"})
+            + "]",
+            "FormatViolation",
+        ),  # no offset
+    ],
+)
+def test_201_bad_frames_get_201_error_codes(
+    csms201: CsmsThread, cp201: SyncClient, frame: str, code: str
+) -> None:
+    cp201.send(frame)
+    answer = json.loads(cp201.recv(timeout=2))
+    assert answer[0] == 4 and answer[1] == json.loads(frame)[1] and answer[2] == code
+    assert csms201.violations or code in ("NotImplemented", "NotSupported")
+    assert csms201.transaction_events() == {}  # refused events are not taken
+
+
+def test_201_only_actions_are_unknown_to_a_16_session(csms201: CsmsThread) -> None:
+    with connect(csms201.station_url("CP1"), subprotocols=OCPP16) as ws:
+        assert rpc(ws, "TransactionEvent", tx_event("Started", 0))[2] == "NotImplemented"
+        assert rpc(ws, "RemoteStartTransaction", {"idTag": "X"})[2] == "NotSupported"
+        assert rpc(ws, "Heartbeat", {"extra": 1})[2] == "FormationViolation"  # 1.6 spelling
+        assert rpc(ws, "DataTransfer", {"vendorId": "x"})[2] == {"status": "Accepted"}
+
+
+def test_201_lax_mode_answers_schema_invalid_calls(csms201: CsmsThread, cp201: SyncClient) -> None:
+    csms201.strict = False
+    answer = rpc(cp201, "BootNotification", {"reason": "PowerUp"})
+    assert answer[0] == 3 and answer[2]["status"] == "Accepted"
+    assert "OccurrenceConstraintViolation" in (csms201.violations[0].error or "")
+
+
+def test_201_knobs_and_responders(csms201: CsmsThread, cp201: SyncClient) -> None:
+    def short_interval(payload: dict[str, Any]) -> dict[str, Any]:
+        # the default of the session's version (2.0.1 here), without naming it
+        return {**csms201.csms.default_response("BootNotification", payload), "interval": 5}
+
+    async def slow_authorize(payload: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(0.01)
+        return {
+            **csms201.csms.default_response("Authorize", payload),
+            "certificateStatus": "NoCertificateAvailable",
+        }
+
+    def with_priority(payload: dict[str, Any]) -> dict[str, Any]:
+        return {**csms201.csms.default_response("TransactionEvent", payload), "chargingPriority": 1}
+
+    csms201.respond_with("BootNotification", short_interval)
+    csms201.respond_with("Authorize", slow_authorize)
+    csms201.respond_with("TransactionEvent", with_priority)
+    started = tx_event("Started", 0, idToken=CARD)
+    assert rpc(cp201, "TransactionEvent", started, uid="t")[2] == {
+        "idTokenInfo": {"status": "Invalid"},
+        "chargingPriority": 1,
+    }
+    boot = rpc(cp201, "BootNotification", BOOT201)[2]
+    assert boot["interval"] == 5 and boot["status"] == "Accepted"
+    assert rpc(cp201, "Authorize", {"idToken": CARD})[2] == {
+        "idTokenInfo": {"status": "Invalid"},
+        "certificateStatus": "NoCertificateAvailable",
+    }
+    csms201.clear_overrides()
+    csms201.fail_next("Heartbeat", "SecurityError")
+    assert rpc(cp201, "Heartbeat", {})[2] == "SecurityError"
+    csms201.ignore("Heartbeat")
+    cp201.send(json.dumps([2, "lost", "Heartbeat", {}]))
+    with pytest.raises(TimeoutError):
+        cp201.recv(timeout=0.2)
+    record = csms201.wait_for_record("Heartbeat", lambda p: p == {}, station_id="CP2")
+    assert record.version == "2.0.1" and record.unique_id == "u1"
+    assert csms201.wait_for("Heartbeat", station_id="CP2") == {}
+    assert len(csms201.calls("Heartbeat", station_id="CP2")) == 2
+    assert csms201.violations == []
+    # outside a responder the version is given, else it is 1.6
+    assert "chargingStation" not in csms201.default_response("BootNotification", BOOT201)
+    with pytest.raises(KeyError, match=r"2\.0\.1"):
+        csms201.default_response("StartTransaction", {}, "2.0.1")
+    assert csms201.default_response("TransactionEvent", tx_event("Started", 0), "2.0.1") == {}
+
+
+GET_VARIABLES = {
+    "getVariableData": [
+        {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}
+    ]
+}
+GET_VARIABLES_RESULT = {
+    "getVariableResult": [
+        {
+            "attributeStatus": "Accepted",
+            "attributeValue": "60",
+            "component": {"name": "OCPPCommCtrlr"},
+            "variable": {"name": "HeartbeatInterval"},
+        }
+    ]
+}
+
+
+def test_201_call_validates_against_the_sessions_version() -> None:
+    async def body(server: Csms) -> None:
+        answers = {
+            "GetVariables": GET_VARIABLES_RESULT,
+            "Reset": {"status": "Scheduled"},
+            "ChangeConfiguration": {"status": "Accepted"},
+            "ClearCache": {"status": "Maybe"},  # breaks the response schema
+        }
+        async with aconnect(server.station_url("CP9"), subprotocols=OCPP201) as ws:
+            task = asyncio.create_task(answering_cp(ws, answers))
+            await server.wait_connected(2)
+            assert await server.call("GetVariables", GET_VARIABLES) == GET_VARIABLES_RESULT
+            assert await server.call("Reset", {"type": "OnIdle"}) == {"status": "Scheduled"}
+
+            sent = len(server.records)
+            with pytest.raises(InvalidCall) as err:
+                await server.call("Reset", {"type": "Soft"})  # the 1.6 value
+            assert err.value.code == "PropertyConstraintViolation"
+            with pytest.raises(InvalidCall) as err:
+                await server.call("GetVariables", {})
+            assert err.value.code == "OccurrenceConstraintViolation"
+            with pytest.raises(InvalidCall) as err:
+                await server.call("ChangeConfiguration", {"key": "K", "value": "V"})
+            assert err.value.code == "NotImplemented"
+            assert len(server.records) == sent  # nothing went out
+
+            # on purpose: sent as it is
+            payload = {"key": "K", "value": "V"}
+            assert await server.call("ChangeConfiguration", payload, validate=False) == {
+                "status": "Accepted"
+            }
+            # the station's answer is checked against the 2.0.1 response schema
+            assert await server.call("ClearCache", {}) == {"status": "Maybe"}
+            assert server.violations[-1].action == "ClearCache"
+            assert "PropertyConstraintViolation" in (server.violations[-1].error or "")
+            assert {r.version for r in server.records} == {"2.0.1"}
+            task.cancel()
+
+    run_async(body, subprotocols=BOTH)
+
+
+def test_16_calls_are_still_sent_unvalidated_unless_asked() -> None:
+    async def body(server: Csms) -> None:
+        async with aconnect(server.station_url("CP1"), subprotocols=OCPP16) as ws:
+            task = asyncio.create_task(answering_cp(ws, {"Reset": {"status": "Accepted"}}))
+            await server.wait_connected(2)
+            assert await server.call("Reset", {"type": "Immediate"}) == {"status": "Accepted"}
+            with pytest.raises(InvalidCall) as err:
+                await server.call("Reset", {"type": "Immediate"}, validate=True)
+            assert err.value.code == "PropertyConstraintViolation"
+            task.cancel()
+
+    run_async(body, subprotocols=BOTH)
+
+
+def _201_schema_dir() -> Path:
+    return Path(ocpp.__file__).parent / "v201" / "schemas"
+
+
+def test_201_action_tables_cover_every_201_action() -> None:
+    names = {
+        p.stem.removesuffix("Request").removesuffix("Response")
+        for p in _201_schema_dir().glob("*.json")
+    }
+    assert names == csms_v201.STATION_ACTIONS | csms_v201.CSMS_ACTIONS
+    assert not csms_v201.STATION_ACTIONS & csms_v201.CSMS_ACTIONS
+
+
+@pytest.mark.parametrize("action", sorted(csms_v201.STATION_ACTIONS))
+def test_every_201_default_answer_is_schema_valid(action: str) -> None:
+    csms = Csms(id_tags={"AABBCCDD": "NoCredit"}, parent_id_tags={"AABBCCDD": "FLEET"})
+    validator = get_validator(3, action, "2.0.1")
+    for boot_status in ("Accepted", "Pending", "Rejected"):
+        csms.boot_status = boot_status
+        for token in (CARD, {"idToken": "X", "type": "Central"}, None):
+            payload = {} if token is None else {"idToken": token}
+            answer = csms.default_response(action, payload, version="2.0.1")
+            errors = [e.message for e in validator.iter_errors(answer)]
+            assert errors == [], (action, answer)
+            if "currentTime" in answer:  # what real back ends send: UTC, milliseconds
+                assert re.fullmatch(
+                    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", answer["currentTime"]
+                )
