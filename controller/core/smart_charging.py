@@ -78,6 +78,7 @@ class Schedule:
     start: float | None = None  # Absolute / Recurring: epoch; else from the start of charging
     duration: int | None = None  # None: the last period lasts (until the recurrence restarts)
     min_rate: float | None = None  # in the schedule's unit
+    id: int | None = None  # 2.0.1's chargingSchedule id, reported back (1.6 has none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -633,6 +634,7 @@ def installed_to_json(item: Installed) -> dict[str, Any]:
             "duration": s.duration,
             "min_rate": s.min_rate,
             "periods": [[q.start, q.limit, q.phases] for q in s.periods],
+            "id": s.id,
         },
     }
 
@@ -646,6 +648,7 @@ def installed_from_json(data: dict[str, Any]) -> Installed:
         s["start"],
         s["duration"],
         s["min_rate"],
+        s.get("id"),  # absent in records written before 2.0.1
     )
     profile = ChargingProfile(
         int(data["id"]),

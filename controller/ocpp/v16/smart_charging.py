@@ -10,9 +10,7 @@ schema cannot say (a limit of 1e300, a date-time beyond the calendar) is Rejecte
 from __future__ import annotations
 
 import logging
-import math
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from controller.clock import iso
@@ -27,6 +25,10 @@ from controller.core.smart_charging import (
     Rules,
     Schedule,
 )
+from controller.ocpp.charging_profiles import EXTRA_WAIT_S, UNIT_NAMES, Unusable, rules_of
+from controller.ocpp.charging_profiles import epoch as _epoch
+from controller.ocpp.charging_profiles import integer as _integer
+from controller.ocpp.charging_profiles import number as _number
 from controller.ocpp.v16.keys import KeySpec
 from controller.ocpp.v16.keys import Kind as KeyKind
 
@@ -37,42 +39,6 @@ PURPOSES = {
     "TxDefaultProfile": Purpose.TX_DEFAULT,
     "TxProfile": Purpose.TX,
 }
-UNIT_NAMES = {"Current": RateUnit.A, "Power": RateUnit.W}  # ChargingScheduleAllowedChargingRateUnit
-EXTRA_WAIT_S = 60.0  # a remote start may first ask the CSMS (Authorize) before the EV is plugged
-
-
-class Unusable(ValueError):
-    """A 1.6 profile that passed the schema but cannot be one."""
-
-
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise Unusable(f"not a number: {value!r}")
-    try:
-        number = float(value)
-    except OverflowError as e:
-        raise Unusable("number out of range") from e
-    if not math.isfinite(number):
-        raise Unusable("number out of range")
-    return number
-
-
-def _integer(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Unusable(f"not an integer: {value!r}")
-    return value
-
-
-def _epoch(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
-    except (ValueError, OverflowError) as e:
-        raise Unusable(f"unusable date-time {value!r}") from e
 
 
 def parse_profile(raw: dict[str, Any]) -> ChargingProfile:
@@ -164,17 +130,7 @@ class SmartChargingProfile:
         }
 
     def rules(self) -> Rules:
-        keys = self.cp.keys
-        return Rules(
-            max_stack_level=keys.get_int("ChargeProfileMaxStackLevel"),
-            max_periods=keys.get_int("ChargingScheduleMaxPeriods"),
-            max_installed=keys.get_int("MaxChargingProfilesInstalled"),
-            units=frozenset(
-                UNIT_NAMES[u]
-                for u in keys.get_list("ChargingScheduleAllowedChargingRateUnit")
-                if u in UNIT_NAMES
-            ),
-        )
+        return rules_of(self.cp.keys)
 
     @property
     def _smart(self) -> Any:
