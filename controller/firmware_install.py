@@ -53,6 +53,8 @@ class FirmwareInstaller(Protocol):
 
 
 class CommandInstaller:
+    restarts = False  # the command runs to completion and reports its outcome
+
     def __init__(self, command: Sequence[str], timeout_s: float = COMMAND_TIMEOUT_S) -> None:
         self.command = tuple(command)
         self.timeout_s = timeout_s
@@ -94,6 +96,8 @@ class CommandInstaller:
 
 class UpdaterInstaller:
     """Stages evsed release bundles for the A/B updater (see controller.update)."""
+
+    restarts = True  # the updater restarts evsed to switch releases
 
     def __init__(
         self,
