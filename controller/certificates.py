@@ -37,14 +37,17 @@ from controller.crypto import ec, exceptions, hashes, rsa, serialization, x509
 
 CSMS_ROOT: Final = "csms"
 MANUFACTURER_ROOT: Final = "manufacturer"
-ROOT_USES: Final = (CSMS_ROOT, MANUFACTURER_ROOT)
+V2G_ROOT: Final = "v2g"  # 2.0.1's ISO 15118 roots: kept and listed for the CSMS, not used yet
+MO_ROOT: Final = "mo"
+ROOT_USES: Final = (CSMS_ROOT, MANUFACTURER_ROOT, V2G_ROOT, MO_ROOT)
 # The names OCPP gives the uses (1.6 security whitepaper, 2.0.1), and our own.
 USE_NAMES: Final = {
     "CentralSystemRootCertificate": CSMS_ROOT,
     "CSMSRootCertificate": CSMS_ROOT,
     "ManufacturerRootCertificate": MANUFACTURER_ROOT,
-    CSMS_ROOT: CSMS_ROOT,
-    MANUFACTURER_ROOT: MANUFACTURER_ROOT,
+    "V2GRootCertificate": V2G_ROOT,
+    "MORootCertificate": MO_ROOT,
+    **{use: use for use in (CSMS_ROOT, MANUFACTURER_ROOT, V2G_ROOT, MO_ROOT)},
 }
 HASH_ALGORITHMS: Final[dict[str, Callable[[], hashes.HashAlgorithm]]] = {
     "SHA256": lambda: hashes.SHA256(),

@@ -60,8 +60,10 @@ def test_ocpp_names_of_uses_map_to_the_neutral_ones() -> None:
     assert root_use("CentralSystemRootCertificate") == CSMS_ROOT
     assert root_use("CSMSRootCertificate") == CSMS_ROOT
     assert root_use("ManufacturerRootCertificate") == MANUFACTURER_ROOT
+    assert root_use("V2GRootCertificate") == "v2g"  # 2.0.1: kept and listed, not used yet
+    assert root_use("MORootCertificate") == "mo"
     with pytest.raises(ValueError):
-        root_use("V2GRootCertificate")
+        root_use("V2GCertificateChain")  # a chain of the station's own, not a root
 
 
 @pytest.mark.parametrize("algorithm", ["SHA256", "SHA384", "SHA512"])

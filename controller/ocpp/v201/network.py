@@ -35,7 +35,7 @@ is not ws:// or wss:// (wss:// for security profiles 2 and 3), a securityProfile
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -199,6 +199,9 @@ class NetworkProfiles:
         self._failures = 0
         self.active: int | None = None  # the slot of the open connection
         self._last_connected: int | None = None
+        # Set by the security feature (controller.ocpp.v201.security): what a security
+        # profile needs and the station lacks (a CSMS root, a client certificate), or None.
+        self.prerequisite_problem: Callable[[int], str | None] | None = None
 
     # --- the profiles
 
@@ -259,6 +262,9 @@ class NetworkProfiles:
     def set_profile(self, slot: int, data: Mapping[str, Any]) -> tuple[str, dict[str, str] | None]:
         """SetNetworkProfile: (status, statusInfo). Stored before Accepted."""
         problem = profile_problem(slot, data, self.slots, self._keys.get_int("SecurityProfile"))
+        if problem is None and self.prerequisite_problem is not None:
+            missing = self.prerequisite_problem(int(data["securityProfile"]))
+            problem = None if missing is None else ("InvalidNetworkConf", missing)
         if problem is not None:
             log.warning("SetNetworkProfile slot %d rejected: %s", slot, problem[1])
             return "Rejected", {"reasonCode": problem[0], "additionalInfo": problem[1]}
@@ -285,6 +291,11 @@ class NetworkProfiles:
         lower = [str(slot) for slot in items if profiles[slot].security_profile < active]
         if lower:
             return "NoSecurityDowngrade", f"slot(s) {', '.join(lower)} below profile {active}"
+        check = self.prerequisite_problem
+        for slot in items:
+            missing = None if check is None else check(profiles[slot].security_profile)
+            if missing is not None:
+                return "InvalidValue", f"slot {slot}: {missing}"
         return None
 
 
