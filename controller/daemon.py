@@ -155,7 +155,9 @@ def build_201(
     )
 
     def status(n: int) -> Status:
-        return station.statuses()[n]
+        """The station's (0) or a connector's status now, reported or not."""
+        core = station.core
+        return core.status() if n == 0 else core.connector(n).status()
 
     live = StationLive(
         availability_state=lambda n: connector_status(status(n)),

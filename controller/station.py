@@ -133,6 +133,17 @@ class Station:
         # A remote start's facts for the transaction it will begin (e.g. 2.0.1's
         # remoteStartId), by connector, until that transaction starts.
         self._remote_details: dict[int, dict[str, Any]] = {}
+        # Who hears of each reservation that ends (watch_reservations), and those that
+        # ended before anyone listened (expired while the station was off).
+        self._reservation_watchers: list[Callable[[ReservationEnded], None]] = []
+        self._ended_unwatched: list[ReservationEnded] = []
+        # What the CSMS's protocol version asks of the metering (2.0.1's SampledDataCtrlr and
+        # AlignedDataCtrlr): the measurands of a sample by its 1.6 key (none: nothing is sent
+        # or kept), those recorded with a transaction's start (None: none), and how often a
+        # transaction's samples are kept for its stop message (None: with each periodic one).
+        self.measurands: Callable[[str], list[str]] = keys.get_list
+        self.start_measurands: Callable[[], list[str] | None] = lambda: None
+        self.stop_data_interval: Callable[[], int | None] = lambda: None
         self._restore()
         # After _restore: Tx profiles of transactions it closed go with them.
         self.smart_charging = SmartCharging(self)
@@ -184,7 +195,10 @@ class Station:
             except (ValueError, KeyError, TypeError) as e:
                 log.error("dropping unreadable reservation record %s: %s", key, e)
                 self.store.delete_record(RESERVATIONS, key)
-        self._settle_reservations()  # expired while the station was off: ended now
+        # Expired while the station was off: ended now, told to the watchers to come.
+        self._ended_unwatched = self.core.settle_reservations(self.now())
+        for ended in self._ended_unwatched:
+            self._reservation_ended(ended)
 
     def _close_interrupted(self, tx: TransactionRecord) -> None:
         """Close a transaction the previous run left open, with the last reading
@@ -454,6 +468,10 @@ class Station:
         remote = self._remote_details.pop(effect.connector, None)
         if remote is not None and remote.get("id_tag") == effect.id_tag:
             details |= remote["details"]
+        at_start = self.start_measurands()
+        if at_start is not None:
+            begin = self._sample(effect.connector, at_start, "Transaction.Begin")
+            details["start_samples"] = begin
         tx_id = self.store.begin_transaction(
             effect.connector,
             effect.id_tag,
@@ -649,10 +667,20 @@ class Station:
         for ended in self.core.settle_reservations(self.now()):
             self._reservation_ended(ended)
 
+    def watch_reservations(self, watcher: Callable[[ReservationEnded], None]) -> None:
+        """Tell `watcher` of every reservation that ends (an OCPP layer that reports it),
+        starting with those that ended as the station started."""
+        self._reservation_watchers.append(watcher)
+        for ended in self._ended_unwatched:
+            watcher(ended)
+
     def _reservation_ended(self, ended: ReservationEnded | None) -> None:
-        """Forget an ended reservation on the card too (before the CSMS hears of it)."""
+        """Forget an ended reservation on the card too (before the CSMS hears of it);
+        the watchers hear of it first, so a power cut in between ends it again."""
         if ended is None:
             return
+        for watcher in self._reservation_watchers:
+            watcher(ended)
         self.store.delete_record(RESERVATIONS, str(ended.reservation.id))
         log.info(
             "reservation %d ended: %s",
@@ -804,8 +832,11 @@ class Station:
             return []
         return self._sample(connector, measurands, context)
 
-    def record_meter_values(self, connector: int, context: str, aligned: bool) -> None:
-        """Queue a MeterValues for `connector` and keep the StopTxn* data of its transaction."""
+    def record_meter_values(
+        self, connector: int, context: str, aligned: bool, report: bool = True, keep: bool = True
+    ) -> None:
+        """Queue a MeterValues for `connector` (`report`) and keep the StopTxn* data of its
+        transaction (`keep`)."""
         reported_key = "MeterValuesAlignedData" if aligned else "MeterValuesSampledData"
         stop_key = "StopTxnAlignedData" if aligned else "StopTxnSampledData"
         tx_id = self._active_tx.get(connector)
@@ -816,15 +847,15 @@ class Station:
             # before (or below) a value already queued for it.
             self._checkpointed[tx_id] = time.monotonic()
             self.store.checkpoint(tx_id, reading.energy_wh, timestamp)
-        reported = self._sample(connector, self.keys.get_list(reported_key), context)
+        reported = self._sample(connector, self.measurands(reported_key), context) if report else []
         if reported:
             data = {"connector": connector, "timestamp": timestamp, "samples": reported}
             data |= self._offline()
             if self._make_room(data):
                 self.store.enqueue("meter", data, tx_id)
                 self._notify_link()
-        if tx_id is not None:
-            kept = self._sample(connector, self.keys.get_list(stop_key), context)
+        if tx_id is not None and keep:
+            kept = self._sample(connector, self.measurands(stop_key), context)
             record = {"timestamp": timestamp, "samples": kept}
             if kept and self._make_room(record):
                 self.store.add_tx_data(tx_id, record)
@@ -842,18 +873,23 @@ class Station:
     async def _sample_loop(self) -> None:
         """Sample.Periodic values of running transactions, every MeterValueSampleInterval."""
         started: dict[int, float] = {}
+        kept: dict[int, float] = {}  # the same for the stop data, when on its own interval
         while True:
             interval = self.keys.get_int("MeterValueSampleInterval")
+            keep_interval = self.stop_data_interval()  # None: kept with the periodic ones
             now = time.monotonic()
-            for connector in list(started):
-                if connector not in self._active_tx:
-                    del started[connector]
+            for schedule in (started, kept):
+                for connector in list(schedule):
+                    if connector not in self._active_tx:
+                        del schedule[connector]
             for connector in self._active_tx:
-                first = started.setdefault(connector, now)
-                if interval > 0 and now - first >= interval:
-                    started[connector] = first + interval * ((now - first) // interval)
-                    self.record_meter_values(connector, "Sample.Periodic", aligned=False)
-            await asyncio.sleep(0.25 if interval > 0 else 1.0)
+                if _due(started, connector, interval, now):
+                    self.record_meter_values(
+                        connector, "Sample.Periodic", aligned=False, keep=keep_interval is None
+                    )
+                if keep_interval is not None and _due(kept, connector, keep_interval, now):
+                    self.record_meter_values(connector, "Sample.Periodic", False, report=False)
+            await asyncio.sleep(0.25 if interval > 0 or (keep_interval or 0) > 0 else 1.0)
 
     async def _aligned_loop(self) -> None:
         """Sample.Clock values of every connector at multiples of ClockAlignedDataInterval."""
@@ -922,3 +958,13 @@ class Station:
             "connectors": connectors,
             "recent_faults": list(self.recent_faults),
         }
+
+
+def _due(schedule: dict[int, float], connector: int, interval: int, now: float) -> bool:
+    """Whether `connector`'s next sample on `schedule` (every `interval` s from its first
+    sight, 0: never) is due; moves the schedule on when it is."""
+    first = schedule.setdefault(connector, now)
+    if interval <= 0 or now - first < interval:
+        return False
+    schedule[connector] = first + interval * ((now - first) // interval)
+    return True

@@ -85,7 +85,7 @@ class OutboxMessage:
     """A transaction event in protocol-neutral form; each OCPP layer renders it."""
 
     id: int
-    kind: str  # "start", "meter", "stop", or "state" (a charging-state change, 2.0.1)
+    kind: str  # "start", "meter", "stop"; 2.0.1: "state" (charging state), "trigger" (F06)
     data: dict[str, Any]
     tx_id: int | None
     attempts: int

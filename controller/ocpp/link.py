@@ -167,7 +167,7 @@ class OcppLink:
         return target, options
 
     async def run(self) -> None:
-        backoff = self.settings.reconnect_min
+        failures = 0  # failed attempts (or lost connections) since the last one that opened
         offered = self.offered()
         while True:
             await self.link_allowed.wait()
@@ -192,7 +192,7 @@ class OcppLink:
                     log.info("connected to %s (OCPP %s)", target, layer.VERSION)
                     if security is not None:
                         security.link_opened()
-                    backoff = self.settings.reconnect_min
+                    failures = 0
                     self.connection_opened(layer)
                     await layer._serve(ws)
             except asyncio.CancelledError:
@@ -212,10 +212,22 @@ class OcppLink:
                     self.connection_closed()
             if not self.link_allowed.is_set():
                 continue
-            delay = backoff * random.uniform(0.8, 1.2)
+            delay = self._active.reconnect_delay(failures)
+            failures += 1
             log.info("reconnecting in %.1f s", delay)
             await asyncio.sleep(delay)
-            backoff = min(backoff * 2, self.settings.reconnect_max)
+
+    def reconnect_delay(self, failures: int) -> float:
+        """How long to wait before the next connection attempt, after `failures` earlier
+        ones since the last that opened: doubling from reconnect_min up to reconnect_max,
+        with jitter."""
+        doubled = self.settings.reconnect_min * 2 ** min(failures, 30)
+        backoff = min(doubled, self.settings.reconnect_max)
+        return backoff * random.uniform(0.8, 1.2)
+
+    def response_timeout(self) -> float:
+        """How long a CALL of this connection waits for its answer."""
+        return self.settings.response_timeout
 
     def _layer_for(self, subprotocol: str | None) -> OcppLink | None:
         for layer in (self, *self.siblings):
@@ -261,7 +273,7 @@ class OcppLink:
             self.VERSION,
             self._all_handlers(),
             actions(self.VERSION),
-            self.settings.response_timeout,
+            self.response_timeout(),
             accept_calls=lambda action: self.registration is not Registration.REJECTED,
         )
         reader = asyncio.ensure_future(self.rpc.run())

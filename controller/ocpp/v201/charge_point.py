@@ -11,7 +11,9 @@ rest plug in as features (controller.ocpp.v201.features).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from controller import __version__
@@ -22,7 +24,13 @@ from controller.ocpp.local_list import apply_local_list
 from controller.ocpp.rpc import OcppError, Reply
 from controller.ocpp.v16.data_transfer import EVSED_VENDOR_ID, VendorRegistry, evsed_vendor
 from controller.ocpp.v16.keys import ConfigurationKeys
+from controller.ocpp.v201.controller_variables import (
+    configured_backoff,
+    report_every_status,
+    retry_backoff,
+)
 from controller.ocpp.v201.id_tokens import TokenTypes, id_tag_info, local_list_entry
+from controller.ocpp.v201.network import BUILTIN_SLOT
 from controller.ocpp.v201.transactions import CHARGING_STATES, TransactionEvents
 from controller.station import Station
 from controller.store import OutboxMessage, Store
@@ -73,6 +81,19 @@ class ChargePoint201(OcppLink):
         self._boot_reason = _BOOT_REASONS.get(station.previous_run_ended, "Unknown")
         self._reset_scheduled = False
         self._attempt_slot = 0  # the network profile of the connection being tried
+        self._offline_since: float | None = None  # loop time the last connection ended
+        # Kept current by the firmware, log and security features for TriggerMessage
+        # (controller.ocpp.v201.trigger): the status now and the request it belongs to.
+        self.firmware_status = "Idle"
+        self.firmware_request_id: int | None = None
+        self.log_status = "Idle"
+        self.log_request_id: int | None = None
+        self.sign_certificate_request: Callable[[], Awaitable[Any]] | None = None
+
+    def restarted_for_firmware(self) -> None:
+        """The previous run ended to install firmware (the firmware feature knows, from
+        its job): the first BootNotification says so."""
+        self._boot_reason = "FirmwareUpdate"
 
     # --- connecting through the network profiles (controller.ocpp.v201.network) ----------
 
@@ -133,7 +154,7 @@ class ChargePoint201(OcppLink):
         queued (and numbered) with its others."""
         tx_id = self.station.transaction_id(connector) if connector else None
         state = CHARGING_STATES.get(status.status)
-        if tx_id is None or state is None or state == self.events.charging_state(tx_id):
+        if tx_id is None or state is None or not self.events.charging_state_changes(tx_id, state):
             return
         data = {"connector": connector, "timestamp": self.station.clock.stamp()}
         data |= {"charging_state": state} | ({} if self.online else {"offline": True})
@@ -169,8 +190,36 @@ class ChargePoint201(OcppLink):
         self._sent_status[connector] = reported
 
     async def _serve(self, ws: Any) -> None:
-        self._sent_status.clear()  # every connection starts with the current status of each
-        await super()._serve(ws)
+        # B04: after an outage within OfflineThreshold only the statuses that changed are
+        # sent; after a longer one (or to a CSMS that has not accepted us yet) every one.
+        loop = asyncio.get_running_loop()
+        offline_s = None if self._offline_since is None else loop.time() - self._offline_since
+        threshold = 0
+        if self.device_model is not None:
+            threshold = self.device_model.int_value("OCPPCommCtrlr", "OfflineThreshold")
+        every = report_every_status(offline_s, threshold)
+        if every or self.registration is not Registration.ACCEPTED:
+            self._sent_status.clear()
+        try:
+            await super()._serve(ws)
+        finally:
+            self._offline_since = loop.time()
+
+    def reconnect_delay(self, failures: int) -> float:
+        """OCPPCommCtrlr.RetryBackOff* once set (controller_variables), else [csms]'s."""
+        if self.device_model is not None:
+            initial = self.config.ocpp.variables if self.config is not None else {}
+            chosen = configured_backoff(self.device_model, self.store.config_keys(), initial)
+            if chosen is not None:
+                return retry_backoff(failures, *chosen)
+        return super().reconnect_delay(failures)
+
+    def response_timeout(self) -> float:
+        """The messageTimeout of the network profile connected (slot 0: [csms]'s)."""
+        profiles = self.network_profiles
+        if profiles is None or profiles.current().slot == BUILTIN_SLOT:
+            return super().response_timeout()
+        return float(profiles.current().message_timeout)
 
     async def _notify_problem(self, connector: int, status: Status, timestamp: str) -> None:
         """A fault raised or cleared: NotifyEvent on the component's Problem variable."""
@@ -267,6 +316,11 @@ class ChargePoint201(OcppLink):
         return {"status": await apply_local_list(self.station, req["versionNumber"], full, neutral)}
 
     async def _data_transfer(self, req: dict[str, Any]) -> dict[str, Any]:
+        # 2.0.1's data is any JSON value; the vendors' handlers take text (as in 1.6), so
+        # a value that is not a string reaches them as its JSON.
+        data = req.get("data")
+        if data is not None and not isinstance(data, str):
+            req = req | {"data": json.dumps(data, separators=(",", ":"), ensure_ascii=False)}
         return await self.vendors.answer(req)
 
     async def _get_transaction_status(self, req: dict[str, Any]) -> dict[str, Any]:

@@ -1,15 +1,20 @@
 """The station's queued transaction events as OCPP 2.0.1 TransactionEvent messages.
 
 The outbox holds protocol-neutral rows (start, meter, stop, and charging-state
-changes); this module renders them. What 2.0.1 adds is kept in one store record
-per transaction, written before the message is sent:
+changes, and the events a TriggerMessage asked for); this module renders them. What
+2.0.1 adds is kept in one store record per transaction, written before the message is
+sent:
 
 * transactionId: made by the station (a UUID), so a CSMS can book a transaction
   that started offline;
 * seqNo: 0, 1, 2 ... over the transaction's messages, taken when a message is
   first rendered and kept with it, so a message sent again after a lost answer or
   a restart carries the same number and numbers never skip;
-* the last charging state reported.
+* the last charging state queued.
+
+Only the oldest queued message can have been sent without an answer, so only it
+can hold a seqNo; thinning the queue (Store.thin) keeps each transaction's first
+meter value, so it never makes a number go missing.
 
 The station core starts a transaction when the driver is authorized and the EV
 is connected (TxStartPoint PowerPathClosed) and ends it when either ends.
@@ -120,10 +125,17 @@ class TransactionEvents:
                 return int(key)
         return None
 
-    def charging_state(self, tx_id: int) -> str | None:
-        return self.record(tx_id).get("state")
+    def charging_state_changes(self, tx_id: int, state: str) -> bool:
+        """Whether `state` differs from the charging state last queued for the
+        transaction (its Started event says EVConnected); if so, it is kept as that."""
+        record = self.record(tx_id)
+        if record.get("state", "EVConnected") == state:
+            return False
+        record["state"] = state
+        self.store.put_record(RECORDS, str(tx_id), record)
+        return True
 
-    def _seq_no(self, tx_id: int, message: OutboxMessage, state: str | None) -> tuple[str, int]:
+    def _seq_no(self, tx_id: int, message: OutboxMessage) -> tuple[str, int]:
         """The transactionId and this message's seqNo, kept before it is first sent."""
         record = self.record(tx_id)
         seq = record["seq"].get(str(message.id))
@@ -131,8 +143,6 @@ class TransactionEvents:
             seq = record["next"]
             record["next"] = seq + 1
             record["seq"][str(message.id)] = seq
-            if state is not None:
-                record["state"] = state
             self.store.put_record(RECORDS, str(tx_id), record)
         return str(record["uid"]), int(seq)
 
@@ -174,6 +184,11 @@ class TransactionEvents:
                 message, tx, "Updated", trigger, data["timestamp"], None,
                 meter=[meter_value(data, self.resolve)],
             )  # fmt: skip
+        if message.kind == "trigger":  # TriggerMessage(TransactionEvent): v201/trigger.py
+            meter = [meter_value(data, self.resolve)] if data["samples"] else None
+            return self._event(
+                message, tx, "Updated", "Trigger", data["timestamp"], None, meter=meter
+            )
         if message.kind == "state":
             state = data["charging_state"]
             return self._event(
@@ -186,10 +201,12 @@ class TransactionEvents:
         stamp = self.sent_time(tx.id, "started_at", tx.started_at)
         remote = data.get("remote_start_id")
         trigger = "RemoteStart" if remote is not None else "Authorized"
+        begin = _energy(tx.meter_start_wh, "Transaction.Begin", stamp)
+        # TxStartedMeasurands beyond the energy register, read as the transaction started
+        begin["sampledValue"] += [sampled_value(s) for s in data.get("start_samples", [])]
         name, payload = self._event(
-            message, tx, "Started", trigger, tx.started_at, "EVConnected",
-            meter=[_energy(tx.meter_start_wh, "Transaction.Begin", stamp)],
-        )  # fmt: skip
+            message, tx, "Started", trigger, tx.started_at, "EVConnected", meter=[begin]
+        )
         payload["timestamp"] = stamp
         payload["idToken"] = self.tokens.id_token(tx.id_tag)
         if remote is not None:
@@ -225,7 +242,7 @@ class TransactionEvents:
         state: str | None,
         meter: list[dict[str, Any]] | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        uid, seq_no = self._seq_no(tx.id, message, state)
+        uid, seq_no = self._seq_no(tx.id, message)
         info: dict[str, Any] = {"transactionId": uid}
         if state is not None:
             info["chargingState"] = state
