@@ -122,7 +122,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from controller.demo import main as demo_main
 
-    return demo_main(verbose=args.verbose)
+    return demo_main(verbose=args.verbose, version=args.ocpp)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="a whole charging session on simulated hardware")
     demo.add_argument("--verbose", action="store_true", help="also show the daemon's log")
+    demo.add_argument(
+        "--ocpp", choices=("1.6", "2.0.1"), default="1.6", help="the OCPP version to speak"
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -345,9 +345,9 @@ def test_results_come_in_request_order(world: World) -> None:
 def test_listeners_hear_accepted_changes_only(world: World) -> None:
     heard: list[tuple[str, str]] = []
     world.model.subscribe(lambda spec, value: heard.append((spec.storage_name(), value)))
-    put(world.model, "AuthCtrlr", "Enabled", "false")
-    put(world.model, "AuthCtrlr", "Enabled", "maybe")
-    assert heard == [("AuthCtrlr.Enabled", "false")]
+    put(world.model, "SampledDataCtrlr", "Enabled", "false")
+    put(world.model, "SampledDataCtrlr", "Enabled", "maybe")
+    assert heard == [("SampledDataCtrlr.Enabled", "false")]
 
 
 # --- persistence and initial values ---------------------------------------------------------
@@ -356,25 +356,25 @@ def test_listeners_hear_accepted_changes_only(world: World) -> None:
 def test_values_survive_a_restart(tmp_path: Path) -> None:
     first = build(tmp_path)
     put(first.model, "TxCtrlr", "TxStopPoint", "PowerPathClosed")
-    put(first.model, "AlignedDataCtrlr", "TxEndedInterval", "900")
+    put(first.model, "SampledDataCtrlr", "TxEndedInterval", "900")
     put(first.model, "OCPPCommCtrlr", "HeartbeatInterval", "77")
     first.store.close()
     second = build(tmp_path)
     assert second.model.value("TxCtrlr", "TxStopPoint") == "PowerPathClosed"
-    assert second.model.value("AlignedDataCtrlr", "TxEndedInterval") == "900"
+    assert second.model.value("SampledDataCtrlr", "TxEndedInterval") == "900"
     assert second.model.value("OCPPCommCtrlr", "HeartbeatInterval") == "77"
     assert second.keys.get_int("HeartbeatInterval") == 77
 
 
 def test_initial_values_below_persisted_ones(tmp_path: Path) -> None:
-    initial = {"AlignedDataCtrlr.TxEndedInterval": "300", "OCPPCommCtrlr.OfflineThreshold": "x"}
+    initial = {"SampledDataCtrlr.TxEndedInterval": "300", "OCPPCommCtrlr.OfflineThreshold": "x"}
     world = build(tmp_path, initial=initial)
-    assert world.model.value("AlignedDataCtrlr", "TxEndedInterval") == "300"
+    assert world.model.value("SampledDataCtrlr", "TxEndedInterval") == "300"
     assert world.model.value("OCPPCommCtrlr", "OfflineThreshold") == "60"  # invalid: default
-    put(world.model, "AlignedDataCtrlr", "TxEndedInterval", "600")
+    put(world.model, "SampledDataCtrlr", "TxEndedInterval", "600")
     world.store.close()
     again = build(tmp_path, initial=initial)
-    assert again.model.value("AlignedDataCtrlr", "TxEndedInterval") == "600"
+    assert again.model.value("SampledDataCtrlr", "TxEndedInterval") == "600"
 
 
 def test_check_initial() -> None:

@@ -339,11 +339,14 @@ def configuration_variables(csms_slots: int = CSMS_SLOTS) -> list[VariableSpec]:
         VariableSpec(aligned, "Enabled", boolean, default="true"),
         VariableSpec(aligned, "Interval", integer, key="ClockAlignedDataInterval", unit="s"),
         measurands(aligned, "Measurands", "MeterValuesAlignedData"),
-        VariableSpec(aligned, "TxEndedInterval", integer, default="0", unit="s", min_limit=0),
+        # What the station really does (controller_variables.py shows it live): aligned
+        # values are kept for the Ended event at Interval, and a paid station always
+        # authorizes, so neither can be set.
+        VariableSpec(aligned, "TxEndedInterval", integer, Mutability.READ_ONLY, default="0"),
         measurands(aligned, "TxEndedMeasurands", "StopTxnAlignedData"),
         # --- authorization
         VariableSpec(auth, "AuthorizeRemoteStart", boolean, key="AuthorizeRemoteTxRequests"),
-        VariableSpec(auth, "Enabled", boolean, default="true"),
+        VariableSpec(auth, "Enabled", boolean, Mutability.READ_ONLY, default="true"),
         VariableSpec(auth, "LocalAuthorizeOffline", boolean, key="LocalAuthorizeOffline"),
         VariableSpec(auth, "LocalPreAuthorize", boolean, key="LocalPreAuthorize"),
         VariableSpec(
