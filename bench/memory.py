@@ -28,12 +28,21 @@ def _peak_kb(pid: int) -> int:
     return 0
 
 
-def measure(sessions: int = 1000, samples: int = 20, settle_s: float = 1.0) -> dict[str, Any]:
-    """RSS after start, every sessions/`samples` sessions, and at the end."""
+SUBPROTOCOLS = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
+
+
+def measure(
+    sessions: int = 1000, samples: int = 20, settle_s: float = 1.0, version: str = "1.6"
+) -> dict[str, Any]:
+    """RSS after start, every sessions/`samples` sessions, and at the end, with the
+    station speaking OCPP `version`."""
     if sessions < 1:
         raise ValueError("sessions must be at least 1")
     every = max(1, sessions // samples)
-    with CsmsThread(id_tags={CARD: "Accepted"}) as csms, Daemon(csms.url) as daemon:
+    with (
+        CsmsThread(id_tags={CARD: "Accepted"}, subprotocols=(SUBPROTOCOLS[version],)) as csms,
+        Daemon(csms.url, ocpp={"version": version}) as daemon,
+    ):
         daemon.start()
         daemon.wait_ready()
         daemon.wait_registered()
@@ -49,11 +58,16 @@ def measure(sessions: int = 1000, samples: int = 20, settle_s: float = 1.0) -> d
         time.sleep(settle_s)
         end_kb = daemon.rss_kb()
         peak_kb = _peak_kb(daemon.pid)
-        starts = len(csms.calls("StartTransaction"))
-        stops = len(csms.calls("StopTransaction"))
+        if version == "1.6":
+            starts = len(csms.calls("StartTransaction"))
+            stops = len(csms.calls("StopTransaction"))
+        else:
+            kinds = [e["eventType"] for e in csms.calls("TransactionEvent")]
+            starts, stops = kinds.count("Started"), kinds.count("Ended")
     second_half = [(n, kb) for n, kb in points if n >= sessions / 2]
     trend = slope(second_half) * 1000.0  # KiB per 1000 sessions
     return {
+        "version": version,
         "sessions": sessions,
         "transactions_at_csms": {"starts": starts, "stops": stops},
         "seconds_per_session": round(elapsed / sessions, 3),

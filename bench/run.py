@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench import backlog, cpu, local_list, memory, modbus, safety, startup
+from bench import backlog, cpu, local_list, memory, memory_201, modbus, safety, startup
 from bench.common import Row, machine
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -47,6 +47,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     for name, module in (
         ("safety", safety),
         ("memory", memory),
+        ("memory_201", memory_201),
         ("cpu", cpu),
         ("startup", startup),
         ("backlog", backlog),
