@@ -14,7 +14,8 @@ is announced with InstallRebooting first.
 
 One per station (`FirmwareUpdates.of`), shared by the layers of every OCPP version
 it offers. The statuses are the neutral ones of controller.core.firmware; each layer's
-feature turns the CSMS's request into a job (`new_job`) and gives a `FirmwareVoice`
+feature hands the CSMS's request to `request` (the signing certificate's check, the job,
+what it does to the one under way), words the `FirmwareAnswer`, and gives a `FirmwareVoice`
 that words each status as its message, rendered when it is sent, by the layer that
 serves the connection then. The current status is kept on every layer for
 TriggerMessage: `cp.firmware_status`, `cp.firmware_request_id` (the final status of a
@@ -32,7 +33,9 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -69,6 +72,7 @@ from controller.transfer_jobs import (
     JobTasks,
     OwedNotifications,
     firmware_config,
+    parse_time,
     state_dir,
     station_now,
     transfer_options,
@@ -92,6 +96,26 @@ class FirmwareVoice(Protocol):
     ) -> tuple[str, dict[str, Any]] | None:
         """The message for `status` of `job` (its "signed" and "request_id"); None: the
         layer has none for it."""
+
+
+class Answer(StrEnum):
+    """What a firmware request gets, in no version's words."""
+
+    ACCEPTED = "Accepted"
+    ACCEPTED_CANCELED = "AcceptedCanceled"  # it replaces a job downloading or waiting
+    INVALID_CERTIFICATE = "InvalidCertificate"  # the signing certificate is not trusted
+    INVALID_VALUE = "InvalidValue"  # a location or time that cannot be used
+    INSTALL_IN_PROGRESS = "InstallInProgress"  # the previous firmware is being installed
+
+
+@dataclass(frozen=True)
+class FirmwareAnswer:
+    """The answer to a firmware request; `start` (when accepted) starts the job once the
+    answer is out, so that its notifications follow it."""
+
+    answer: Answer
+    detail: str = ""
+    start: Callable[[], None] | None = None
 
 
 def safe_name(url: str) -> str:
@@ -197,6 +221,49 @@ class FirmwareUpdates:
 
     # --- requests ---------------------------------------------------------------------------
 
+    def request(
+        self,
+        *,
+        request_id: int | None,
+        location: str,
+        retrieve_time: str | None,
+        install_time: str | None = None,
+        retries: int | None,
+        interval: int | None,
+        certificate: str | None = None,
+        signature: str | None = None,
+    ) -> FirmwareAnswer:
+        """A firmware request (times as OCPP dateTimes): checked, and when accepted,
+        persisted as the job (replacing the one under way) before it is answered. An
+        untrusted signing certificate is a security event, recorded before the answer."""
+        if certificate is not None:
+            problem = self.certificate_problem(certificate)
+            if problem is not None:
+                log.warning("firmware request refused: %s", problem)
+                self.security_event("InvalidFirmwareSigningCertificate", problem)
+                return FirmwareAnswer(Answer.INVALID_CERTIFICATE, problem)
+        try:
+            job = self.new_job(
+                request_id=request_id,
+                location=location,
+                retrieve_at=parse_time(retrieve_time),
+                install_at=parse_time(install_time),
+                retries=retries,
+                interval=interval,
+                certificate=certificate,
+                signature=signature,
+            )
+        except ValueError as e:
+            log.warning("firmware request refused: %s", e)
+            return FirmwareAnswer(Answer.INVALID_VALUE, str(e))
+        verdict = self.verdict()
+        if verdict is Verdict.REJECT:
+            detail = "the previous firmware is being installed"
+            log.warning("firmware request refused: %s", detail)
+            return FirmwareAnswer(Answer.INSTALL_IN_PROGRESS, detail)
+        answer = Answer.ACCEPTED_CANCELED if verdict is Verdict.REPLACE else Answer.ACCEPTED
+        return FirmwareAnswer(answer, start=self.replace(job))
+
     def verdict(self) -> Verdict:
         """What a new request would do to the job under way."""
         return new_request(None if self._job is None else Phase(self._job["phase"]))
@@ -278,6 +345,9 @@ class FirmwareUpdates:
             if job["phase"] == Phase.DOWNLOADED:
                 outcome = await self._install(job)
             else:  # installing when the previous run ended
+                # The updater may still roll back (restarting again): no new session
+                # until its outcome (released by _finish).
+                self._hold()
                 reported = self.store.records(RECORDS).get("reported_job")
                 outcome = await self.installer.outcome(job["install"], reported)
             if outcome is not None:

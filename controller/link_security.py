@@ -19,7 +19,8 @@ Connection security, by security profile:
 
 A profile-2/3 connection always uses wss:// (a ws:// URL is tried as wss:// on the same
 host and port). Which profile a connection uses, and how it is raised, is each
-version's rule.
+version's rule. A new password (1.6 AuthorizationKey, 2.0.1 BasicAuthPassword) is used
+at once: the station reconnects with it once the change is answered.
 
 Security events are logged and queued in the store (controller.security_log) under their
 1.6 names, the neutral ones (as the 1.6 keys are the neutral settings); a layer renames
@@ -109,6 +110,9 @@ RENEW_EVERY_S: Final = 24 * 3600.0  # station-initiated CSRs: at most one a day
 WATCH_S: Final = 5.0  # how often the clock and the client certificate are looked at
 CLOCK_JUMP_S: Final = 60.0  # a clock correction beyond this is a SettingSystemTime event
 RECORDS: Final = "security"  # store record kind: "raise" (1.6), "provisioned", "csr_at"
+ANSWER_WAIT_S: Final = 2.0  # how long a reconnect waits for the answer that caused it
+EVENTS_WAIT_S: Final = 10.0  # ... and then for the CSMS to take the events queued by then
+NOT_STORED: Final = "cannot be stored"  # a sound client certificate chain, a disk error
 
 # OpenSSL's reasons, by the event they are.
 _TLS_VERSION = ("VERSION", "PROTOCOL")
@@ -239,6 +243,7 @@ class LinkSecurity:
         self._reported: set[str] = set()  # failure events of this streak already recorded
         self._notify_attempts: dict[str, int] = {}
         self._clock_offset = 0.0
+        self._layers: list[Any] = []  # every version's layer: the one connected reconnects
         specs = cp.keys.specs
         if "AuthorizationKey" in specs:  # 2.0.1: SecurityCtrlr.BasicAuthPassword
             specs["AuthorizationKey"] = replace(
@@ -257,6 +262,8 @@ class LinkSecurity:
         found = _SHARED.get(cp.store)
         if found is None:
             found = _SHARED[cp.store] = LinkSecurity(cp)
+        if cp not in found._layers:
+            found._layers.append(cp)
         return found
 
     # --- security events ---------------------------------------------------------------
@@ -331,11 +338,35 @@ class LinkSecurity:
         return str(self.keys.get("AuthorizationKey") or self.settings.password)
 
     def _password_change(self, old: str, new: str) -> str | None:
-        """Used from the next connection on; the change itself is a security event."""
+        """A security event, and a new connection with it once the change is answered
+        (1.6 TC_073_CS, 2.0.1 A01)."""
         self.security_event(
             "ReconfigurationOfSecurityParameters", "AuthorizationKey (BasicAuthPassword) changed"
         )
+        for layer in self._layers:
+            self.reconnect_after_answer(layer, "with the new password")
         return None
+
+    def reconnect_after_answer(self, cp: Any, why: str) -> None:
+        """Reconnect `cp` (new credentials, new TLS) once it answered the request being
+        handled; nothing when it is not connected."""
+        rpc = cp.rpc
+        if rpc is not None:
+            cp._later(self._reconnect_after_answer(cp, rpc, rpc.last_sent, why))
+
+    async def _reconnect_after_answer(self, cp: Any, rpc: Any, sent: float, why: str) -> None:
+        """Reconnect once `rpc` sent something after `sent` (the answer to the change) and
+        the CSMS took the security events queued by then (the change's own): cut short,
+        their notification would be sent again on the next connection."""
+        deadline = time.monotonic() + ANSWER_WAIT_S
+        while rpc.last_sent == sent and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        deadline = time.monotonic() + EVENTS_WAIT_S
+        while cp.rpc is rpc and self.events.pending() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if cp.rpc is rpc:
+            log.info("reconnecting %s", why)
+            cp.reconnect()
 
     def connect_options(self, url: str, profile: int) -> tuple[str, dict[str, Any]]:
         """The URL and websockets `connect` options of a connection attempt."""
@@ -386,9 +417,14 @@ class LinkSecurity:
         return signing_request(key, self.settings.station_id, organization)
 
     def install_client_chain(self, text: str, max_size: int) -> str | None:
-        """A signed client certificate chain from the CSMS: installed (None), or why not
-        (then logged and a security event)."""
-        problem = self._client_chain_problem(text, max_size)
+        """A signed client certificate chain from the CSMS: installed (None), or why not:
+        what is wrong with it (logged and a security event), or NOT_STORED (a disk error,
+        logged; the pending key stays for the CSMS to try again)."""
+        try:
+            problem = self._client_chain_problem(text, max_size)
+        except OSError as e:
+            log.error("cannot store the client certificate: %s", e)
+            return NOT_STORED
         if problem is not None:
             log.warning("certificate chain refused: %s", problem)
             self.security_event("InvalidChargePointCertificate", problem)
@@ -412,11 +448,7 @@ class LinkSecurity:
         if problem is not None:
             return problem
         assert key is not None
-        try:
-            self.certificates.install_client(chain, key)
-        except OSError as e:
-            log.error("cannot store the client certificate: %s", e)
-            return "cannot be stored"
+        self.certificates.install_client(chain, key)  # OSError: see install_client_chain
         self.certificates.drop_pending_key()
         log.info("client certificate installed: %s", describe(chain[0]))
         return None

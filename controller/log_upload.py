@@ -9,9 +9,9 @@ failed by the next run (store records "log_upload").
 
 One per station (`LogUploads.of`), shared by the layers of every OCPP version it
 offers. Each layer's feature turns the request into a job (`new_job`, plus whatever it
-needs to word it) and gives an `UploadVoice` that keeps the layer's current status and
-words each step as its message, rendered when it is sent, by the layer that serves the
-connection then.
+needs to word it; a GetLog, which 1.6 and 2.0.1 share, goes to `get_log`) and gives an
+`UploadVoice` that keeps the layer's current status and words each step as its message,
+rendered when it is sent, by the layer that serves the connection then.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -55,6 +56,23 @@ class UploadStep(StrEnum):
     UPLOADED = "uploaded"
     CANCELLED = "cancelled"  # a newer request replaced it
     IDLE = "idle"  # nothing under way any more (after the final step)
+
+
+# A failed upload in LogStatusNotification's words (1.6 whitepaper and 2.0.1), by
+# TransferError.kind; any other failure is UploadFailure.
+LOG_FAILURE = {"permission": "PermissionDenied", "unsupported": "NotSupportedOperation"}
+
+
+@dataclass(frozen=True)
+class GetLogAnswer:
+    """The answer to a GetLog, in the words both versions share: status Accepted,
+    AcceptedCanceled (it cancels the upload under way) or Rejected (`detail` says why);
+    `start` (when accepted) starts the upload once the answer is out."""
+
+    status: str
+    filename: str = ""
+    detail: str = ""
+    start: Callable[[], None] | None = None
 
 
 class UploadVoice(Protocol):
@@ -146,6 +164,18 @@ class LogUploads:
             "attempts": download_attempts(retries),
             "retry_interval": retry_interval(interval),
         }
+
+    def get_log(self, req: dict[str, Any], **job_fields: Any) -> GetLogAnswer:
+        """A GetLog request: when usable, its job (with `job_fields`, what the layer needs
+        to word it) persisted before the answer, cancelling the upload under way."""
+        try:
+            job = self.get_log_job(req)
+        except ValueError as e:
+            log.warning("GetLog refused: %s", e)
+            return GetLogAnswer("Rejected", detail=str(e))
+        job |= job_fields
+        status = "AcceptedCanceled" if self.busy else "Accepted"
+        return GetLogAnswer(status, job["name"], start=self.replace(job))
 
     def get_log_job(self, req: dict[str, Any]) -> dict[str, Any]:
         """A job for a GetLog request (the same message in the security whitepaper and

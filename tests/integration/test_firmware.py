@@ -248,19 +248,24 @@ def test_the_updater_reports_the_outcome_after_the_restart(
     while not layout.staged.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert layout.staged.read_bytes() == bundle  # handed to the updater
-    # the updater: takes the bundle, installs it, restarts evsed, records the outcome
+    # the updater: takes the bundle, installs it, restarts evsed, and (after its health
+    # check) records the outcome; until then no new session starts
     daemon.stop()
     layout.staged.unlink()
+    restart = csms.mark()
+    daemon.start()
+    status_record(csms, "Unavailable", after=restart)
+    assert daemon.connector(1)["status"] == "Unavailable"
+    assert [r for r in csms.records if r.seq >= restart and r.action == PLAIN] == []
+    outcome = csms.mark()
     finished = datetime.now(UTC).isoformat(timespec="seconds")
     result = {"job": "job-1", "version": "9.9.9", "outcome": "installed", "detail": "slot b"}
     layout.work_dir.mkdir(parents=True, exist_ok=True)
     layout.result_file.write_text(json.dumps(result | {"finished_at": finished}))
-    restart = csms.mark()
-    daemon.start()
     seen = notifications(csms, PLAIN, PLAIN_FINAL, restart)
     assert statuses(seen) == ["Installed"]
+    status_record(csms, "Available", after=outcome)
     # reported once: the next run has nothing to say
-    csms.wait_for("StatusNotification", after=restart)
     daemon.stop()
     again = csms.mark()
     daemon.start()

@@ -167,7 +167,11 @@ def test_authorization_key_is_write_only_long_enough_and_used_next_connection(
     assert change(csms, "AuthorizationKey", "x" * 15) == "Rejected"
     assert change(csms, "AuthorizationKey", "x" * 41) == "Rejected"
     assert change(csms, "AuthorizationKey", "sixteen-chars-\u00e9\u00e9") == "Rejected"
+    # TC_073_CS: once it answered, the station reconnects with the new password.
+    csms.password = OTHER_PASSWORD  # checked from the next connection on
+    mark = csms.mark()
     assert change(csms, "AuthorizationKey", OTHER_PASSWORD) == "Accepted"
+    assert connected(csms, mark).basic_auth
     csms.wait_for(
         "SecurityEventNotification",
         lambda p: (
@@ -175,11 +179,6 @@ def test_authorization_key_is_write_only_long_enough_and_used_next_connection(
             and "AuthorizationKey" in p["techInfo"]
         ),
     )
-    # Used from the next connection on.
-    csms.password = OTHER_PASSWORD
-    mark = csms.mark()
-    csms.disconnect()
-    assert connected(csms, mark).basic_auth
     assert not [e for e in csms.events if e.kind == "rejected" and e.seq >= mark]
     # Persisted: a restart logs in with it too.
     daemon.stop()
@@ -365,6 +364,14 @@ def test_profile_3_with_a_certificate_signed_by_the_csms(
     assert answer == {"status": "Rejected"}
     signed = sign_csr(ca, csr)
     chain = signed.pem + ca.pem
+    # A disk error while storing it: refused, logged, and no certificate event (the CSMS
+    # may send it again).
+    client_dir = daemon.dir / "state" / "certs" / "client"
+    blocker = client_dir / signed.certificate.fingerprint(hashes.SHA256()).hex()
+    blocker.write_text("a file where its directory goes")
+    assert tls_csms.call("CertificateSigned", {"certificateChain": chain}) == {"status": "Rejected"}
+    blocker.unlink()
+    wait_log(daemon, "cannot store the client certificate")
     assert tls_csms.call("CertificateSigned", {"certificateChain": chain}) == {"status": "Accepted"}
     refused = security_events(tls_csms, "InvalidChargePointCertificate")
     deadline = time.monotonic() + 10
@@ -385,6 +392,12 @@ def test_profile_3_with_a_certificate_signed_by_the_csms(
     assert not event.basic_auth
     assert configuration(tls_csms, "SecurityProfile")["value"] == "3"
     assert change(tls_csms, "SecurityProfile", "2") == "Rejected"
+    # Events go out oldest first: once the raise's is in, every certificate event is.
+    tls_csms.wait_for(
+        "SecurityEventNotification",
+        lambda p: p["type"] == "ReconfigurationOfSecurityParameters" and "3" in p["techInfo"],
+    )
+    assert len(security_events(tls_csms, "InvalidChargePointCertificate")) == 3
     log = daemon.log()
     assert not [line for line in pem_body(key_file.read_text()) if line in log]
     assert PASSWORD not in log

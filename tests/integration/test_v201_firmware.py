@@ -288,20 +288,33 @@ def test_the_updater_restart_boots_with_reason_firmware_update(
     assert layout.staged.read_bytes() == bundle  # handed to the updater
     before = [p["status"] for p in csms.calls(STATUS)]
     assert before == ["Downloading", "Downloaded", "Installing", "InstallRebooting"]
-    # the updater: takes the bundle, installs it, restarts evsed, records the outcome
+    # the updater: takes the bundle, installs it, restarts evsed, and (after its health
+    # check) records the outcome; until then no new session starts
     daemon.stop()
     layout.staged.unlink()
+    restart = csms.mark()
+    daemon.start()
+    assert csms.wait_for("BootNotification", after=restart)["reason"] == "FirmwareUpdate"
+    csms.wait_for(
+        "StatusNotification",
+        lambda p: p["evseId"] == 1 and p["connectorStatus"] == "Unavailable",
+        after=restart,
+    )
+    assert daemon.connector(1)["status"] == "Unavailable"
+    assert [r for r in csms.records if r.seq >= restart and r.action == STATUS] == []
+    outcome = csms.mark()
     finished = datetime.now(UTC).isoformat(timespec="seconds")
     result = {"job": "job-1", "version": "9.9.9", "outcome": "installed", "detail": "slot b"}
     layout.work_dir.mkdir(parents=True, exist_ok=True)
     layout.result_file.write_text(json.dumps(result | {"finished_at": finished}))
-    restart = csms.mark()
-    daemon.start()
-    assert csms.wait_for("BootNotification", after=restart)["reason"] == "FirmwareUpdate"
     seen = notifications(csms, STATUS, FINAL, restart)
     assert seen == [{"status": "Installed", "requestId": 5}]
+    csms.wait_for(
+        "StatusNotification",
+        lambda p: p["evseId"] == 1 and p["connectorStatus"] == "Available",
+        after=outcome,
+    )
     # reported once; the next boot is an ordinary one
-    csms.wait_for("StatusNotification", after=restart)
     daemon.stop()
     again = csms.mark()
     daemon.start()

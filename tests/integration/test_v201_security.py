@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from hwsim.csms import ConnectionEvent, CsmsThread
 from tests.integration.harness import CARD, Daemon
@@ -23,6 +23,7 @@ from tests.pki import Issued, issue, load_identity, make_ca, server_context, sig
 PASSWORD = "Station-Password-0001"
 OTHER_PASSWORD = "Another-Password-0002"
 STATION = "CP-TEST"
+CLIENT_CERTIFICATE = "ChargingStationCertificate"
 V201 = ("ocpp2.0.1",)
 
 
@@ -145,18 +146,17 @@ def test_profile_1_wrong_password_refused_reported_once_then_a_new_password(
     )
     assert set_variable(csms, "SecurityCtrlr", "SecurityProfile", "2") == "Rejected"  # ReadOnly
     assert set_variable(csms, "SecurityCtrlr", "BasicAuthPassword", "x" * 15) == "Rejected"
+    # A01: once it answered, the station reconnects with the new password.
+    csms.password = OTHER_PASSWORD  # checked from the next connection on
+    mark = csms.mark()
     assert set_variable(csms, "SecurityCtrlr", "BasicAuthPassword", OTHER_PASSWORD) == "Accepted"
+    assert connected(csms, mark).basic_auth
     csms.wait_for(
         "SecurityEventNotification",
         lambda p: (
             p["type"] == "ReconfigurationOfSecurityParameters" and "Password" in p["techInfo"]
         ),
     )
-    # Used from the next connection on.
-    csms.password = OTHER_PASSWORD
-    mark = csms.mark()
-    csms.disconnect()
-    assert connected(csms, mark).basic_auth
     assert not [e for e in csms.events if e.kind == "rejected" and e.seq >= mark]
     log = daemon.log()
     assert PASSWORD not in log and OTHER_PASSWORD not in log
@@ -243,11 +243,18 @@ def test_certificate_signed_round_trip_and_profile_3(
     signed = sign_csr(ca, request["csr"])
     v2g = {"certificateChain": signed.pem, "certificateType": "V2GCertificate"}
     assert tls_csms.call("CertificateSigned", v2g)["status"] == "Rejected"  # no ISO 15118
-    answer = tls_csms.call(
-        "CertificateSigned",
-        {"certificateChain": signed.pem + ca.pem, "certificateType": "ChargingStationCertificate"},
-    )
-    assert answer == {"status": "Accepted"}
+    chain = {"certificateChain": signed.pem + ca.pem, "certificateType": CLIENT_CERTIFICATE}
+    # A disk error while storing it: Rejected, logged, and no certificate event (the CSMS
+    # may send it again).
+    client_dir = daemon.dir / "state" / "certs" / "client"
+    blocker = client_dir / signed.certificate.fingerprint(hashes.SHA256()).hex()
+    blocker.write_text("a file where its directory goes")
+    answer = tls_csms.call("CertificateSigned", chain)
+    assert answer["status"] == "Rejected"
+    assert answer["statusInfo"]["reasonCode"] == "InternalError"
+    blocker.unlink()
+    wait_log(daemon, "cannot store the client certificate")
+    assert tls_csms.call("CertificateSigned", chain) == {"status": "Accepted"}
     deadline = time.monotonic() + 10
     while len(events(tls_csms, "InvalidChargingStationCertificate")) < 2:
         assert time.monotonic() < deadline, events(tls_csms)
@@ -264,6 +271,9 @@ def test_certificate_signed_round_trip_and_profile_3(
     assert event.client_certificate == signed.certificate.public_bytes(serialization.Encoding.DER)
     assert not event.basic_auth
     tls_csms.wait_for("BootNotification", after=mark)
+    # Events go out oldest first: once the reset's is in, every certificate event is.
+    tls_csms.wait_for("SecurityEventNotification", lambda p: p["type"] == "ResetOrReboot")
+    assert len(events(tls_csms, "InvalidChargingStationCertificate")) == 2
     assert get_variable(tls_csms, "SecurityCtrlr", "SecurityProfile")["attributeValue"] == "3"
     assert get_variable(tls_csms, "SecurityCtrlr", "Identity")["attributeValue"] == STATION
     # Its certificate is not the CSMS's to delete.
@@ -391,7 +401,9 @@ def test_a_station_offering_both_versions_keeps_one_security_state(
     csms.wait_for("BootNotification")
     assert csms.version_of() == "2.0.1"
     assert install(csms, "CSMSRootCertificate", ca.pem) == "Accepted"
+    mark = csms.mark()
     assert set_variable(csms, "SecurityCtrlr", "BasicAuthPassword", PASSWORD) == "Accepted"
+    assert connected(csms, mark).subprotocol == "ocpp2.0.1"  # back with the new password
     csms.wait_for(
         "SecurityEventNotification", lambda p: p["type"] == "ReconfigurationOfSecurityParameters"
     )

@@ -13,6 +13,7 @@ import pytest
 from controller.core.firmware import FirmwareStatus
 from controller.firmware_update import FirmwareUpdates
 from controller.log_upload import LogUploads, UploadStep
+from controller.ocpp.rpc import validate
 from controller.ocpp.v16.firmware import Firmware16, Uploads16
 from controller.ocpp.v201.firmware import Firmware201
 from controller.ocpp.v201.logs import Uploads201
@@ -39,17 +40,32 @@ class Station:
     link: Any = None
 
 
+def valid(version: str, message: tuple[str, dict[str, Any]] | None) -> Any:
+    """`message` (action, payload), once the version's request schema takes it."""
+    assert message is not None
+    validate(version, *message)
+    return message
+
+
 @pytest.mark.parametrize("status", list(FirmwareStatus))
 def test_2_0_1_words_every_firmware_status_with_the_request_id(status: FirmwareStatus) -> None:
-    assert Firmware201().notification(SIGNED, status) == (
+    assert valid("2.0.1", Firmware201().notification(SIGNED, status)) == (
         "FirmwareStatusNotification",
         {"status": status.value, "requestId": 7},
     )
     # a job a 1.6 run left (a plain UpdateFirmware) has no requestId
-    assert Firmware201().notification(PLAIN, status) == (
+    assert valid("2.0.1", Firmware201().notification(PLAIN, status)) == (
         "FirmwareStatusNotification",
         {"status": status.value},
     )
+
+
+@pytest.mark.parametrize("status", list(FirmwareStatus))
+def test_1_6_words_every_firmware_status_as_its_schemas_allow(status: FirmwareStatus) -> None:
+    valid("1.6", Firmware16().notification(SIGNED, status))
+    plain = Firmware16().notification(PLAIN, status)
+    if plain is not None:
+        valid("1.6", plain)
 
 
 def test_1_6_words_plain_and_signed_jobs_differently() -> None:
@@ -80,7 +96,7 @@ def test_2_0_1_words_every_upload_step(step: str, word: str, tmp_path: Path) -> 
     layer = Layer(Store(tmp_path / "s.db"), Station())
     voice = Uploads201(layer)
     job = {"request_id": 3}
-    assert voice.notification(job, step) == (
+    assert valid("2.0.1", voice.notification(job, step)) == (
         "LogStatusNotification",
         {"status": word, "requestId": 3},
     )
@@ -99,7 +115,7 @@ def test_1_6_says_nothing_of_a_cancelled_upload(tmp_path: Path) -> None:
     job = {"request_id": 3, "action": "LogStatusNotification"}
     assert voice.notification(job, UploadStep.CANCELLED) is None
     diagnostics = {"request_id": None, "action": "DiagnosticsStatusNotification"}
-    assert voice.notification(diagnostics, "permission") == (
+    assert valid("1.6", voice.notification(diagnostics, "permission")) == (
         "DiagnosticsStatusNotification",
         {"status": "UploadFailed"},
     )

@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from controller.core.firmware import FirmwareStatus, Verdict
-from controller.firmware_update import FirmwareUpdates
-from controller.log_upload import LogUploads, UploadStep
+from controller.core.firmware import FirmwareStatus
+from controller.firmware_update import Answer, FirmwareUpdates
+from controller.log_upload import LOG_FAILURE, LogUploads, UploadStep
 from controller.ocpp.rpc import Reply
 from controller.ocpp.v16.keys import KeySpec, Kind
 from controller.transfer_jobs import parse_time
@@ -39,8 +39,6 @@ PLAIN_FIRMWARE = {
     FirmwareStatus.INSTALL_VERIFICATION_FAILED: "InstallationFailed",
     FirmwareStatus.INVALID_SIGNATURE: "InstallationFailed",
 }
-# A failed upload in LogStatusNotification's words, by TransferError.kind.
-LOG_FAILURE = {"permission": "PermissionDenied", "unsupported": "NotSupportedOperation"}
 
 
 class Firmware16:
@@ -129,53 +127,33 @@ class FirmwareManagement:
     # --- firmware ---------------------------------------------------------------------------
 
     async def _update_firmware(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
-        try:
-            job = self.firmware.new_job(
-                request_id=None,
-                location=req["location"],
-                retrieve_at=parse_time(req["retrieveDate"]),
-                install_at=None,
-                retries=req.get("retries"),
-                interval=req.get("retryInterval"),
-            )
-        except ValueError as e:
-            # UpdateFirmware.conf has no status: the refusal can only be logged.
-            log.warning("UpdateFirmware refused: %s", e)
-            return {}
-        if self.firmware.verdict() is Verdict.REJECT:
-            log.warning("UpdateFirmware ignored: the previous firmware is being installed")
-            return {}
-        return Reply({}, self.firmware.replace(job))
+        outcome = self.firmware.request(
+            request_id=None,
+            location=req["location"],
+            retrieve_time=req["retrieveDate"],
+            retries=req.get("retries"),
+            interval=req.get("retryInterval"),
+        )
+        # UpdateFirmware.conf has no status: a refusal can only be logged (it is).
+        return {} if outcome.start is None else Reply({}, outcome.start)
 
     async def _signed_update_firmware(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
         firmware = req["firmware"]
-        problem = self.firmware.certificate_problem(firmware["signingCertificate"])
-        if problem is not None:
-            log.warning("SignedUpdateFirmware refused: %s", problem)
-            return Reply(
-                {"status": "InvalidCertificate"},
-                lambda: self.firmware.security_event("InvalidFirmwareSigningCertificate", problem),
-            )
-        try:
-            job = self.firmware.new_job(
-                request_id=req["requestId"],
-                location=firmware["location"],
-                retrieve_at=parse_time(firmware["retrieveDateTime"]),
-                install_at=parse_time(firmware.get("installDateTime")),
-                retries=req.get("retries"),
-                interval=req.get("retryInterval"),
-                certificate=firmware["signingCertificate"],
-                signature=firmware["signature"],
-            )
-        except ValueError as e:
-            log.warning("SignedUpdateFirmware refused: %s", e)
-            return {"status": "Rejected"}
-        verdict = self.firmware.verdict()
-        if verdict is Verdict.REJECT:
-            log.warning("SignedUpdateFirmware refused: the previous firmware is being installed")
-            return {"status": "Rejected"}
-        status = "AcceptedCanceled" if verdict is Verdict.REPLACE else "Accepted"
-        return Reply({"status": status}, self.firmware.replace(job))
+        outcome = self.firmware.request(
+            request_id=req["requestId"],
+            location=firmware["location"],
+            retrieve_time=firmware["retrieveDateTime"],
+            install_time=firmware.get("installDateTime"),
+            retries=req.get("retries"),
+            interval=req.get("retryInterval"),
+            certificate=firmware["signingCertificate"],
+            signature=firmware["signature"],
+        )
+        if outcome.start is not None:
+            return Reply({"status": outcome.answer.value}, outcome.start)
+        if outcome.answer is Answer.INVALID_CERTIFICATE:
+            return {"status": "InvalidCertificate"}
+        return {"status": "Rejected"}
 
     # --- GetDiagnostics and GetLog ----------------------------------------------------------
 
@@ -199,11 +177,7 @@ class FirmwareManagement:
         return Reply({"fileName": name}, self.uploads.replace(job))
 
     async def _get_log(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
-        try:
-            job = self.uploads.get_log_job(req)
-        except ValueError as e:
-            log.warning("GetLog refused: %s", e)
-            return {"status": "Rejected"}
-        job["action"] = "LogStatusNotification"
-        status = "AcceptedCanceled" if self.uploads.busy else "Accepted"
-        return Reply({"status": status, "filename": job["name"]}, self.uploads.replace(job))
+        outcome = self.uploads.get_log(req, action="LogStatusNotification")
+        if outcome.start is None:
+            return {"status": outcome.status}
+        return Reply({"status": outcome.status, "filename": outcome.filename}, outcome.start)

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Final
@@ -72,7 +71,6 @@ __all__ = [
 log = logging.getLogger("evsed.security")  # the security log (see controller.diagnostics)
 
 FALLBACK_AFTER: Final = 3  # failed connections with a newly raised profile before going back
-ANSWER_WAIT_S: Final = 2.0  # how long a reconnect waits for the answer that caused it
 
 
 def _profile_in_range(old: str, new: str) -> str | None:
@@ -206,19 +204,8 @@ class Security:
         self.security_event(
             "ReconfigurationOfSecurityParameters", f"SecurityProfile {current} -> {wanted}"
         )
-        rpc = self.cp.rpc
-        if rpc is not None:
-            self.cp._later(self._reconnect_after_answer(rpc, rpc.last_sent))
+        self.core.reconnect_after_answer(self.cp, f"with security profile {wanted}")
         return None
-
-    async def _reconnect_after_answer(self, rpc: Any, sent: float) -> None:
-        """Reconnect once `rpc` sent something after `sent`: the answer to the change."""
-        deadline = time.monotonic() + ANSWER_WAIT_S
-        while rpc.last_sent == sent and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        if self.cp.rpc is rpc:
-            log.info("reconnecting with security profile %d", self.profile())
-            self.cp.reconnect()
 
     # --- certificates ---------------------------------------------------------------------------
 

@@ -26,12 +26,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from controller.core.firmware import FirmwareStatus, Verdict
-from controller.firmware_update import FirmwareUpdates
+from controller.core.firmware import FirmwareStatus
+from controller.firmware_update import Answer, FirmwareUpdates
 from controller.ocpp.rpc import Reply
-from controller.transfer_jobs import parse_time
 
 log = logging.getLogger("evsed.firmware")
+
+# The reasonCode of a Rejected answer, by what refused the request.
+REASONS = {Answer.INVALID_VALUE: "InvalidValue", Answer.INSTALL_IN_PROGRESS: "InstallInProgress"}
 
 
 def rejected(reason: str, info: str) -> dict[str, Any]:
@@ -74,33 +76,18 @@ class FirmwareFeature:
         if (certificate is None) != (signature is None):
             log.warning("UpdateFirmware refused: a signature needs its signing certificate")
             return rejected("MissingParam", "signingCertificate and signature go together")
-        if certificate is not None:
-            problem = self.updates.certificate_problem(certificate)
-            if problem is not None:
-                log.warning("UpdateFirmware refused: %s", problem)
-                return Reply(
-                    {"status": "InvalidCertificate", "statusInfo": {"reasonCode": "InvalidCert"}},
-                    lambda: self.updates.security_event(
-                        "InvalidFirmwareSigningCertificate", problem
-                    ),
-                )
-        try:
-            job = self.updates.new_job(
-                request_id=req["requestId"],
-                location=firmware["location"],
-                retrieve_at=parse_time(firmware["retrieveDateTime"]),
-                install_at=parse_time(firmware.get("installDateTime")),
-                retries=req.get("retries"),
-                interval=req.get("retryInterval"),
-                certificate=certificate,
-                signature=signature,
-            )
-        except ValueError as e:
-            log.warning("UpdateFirmware refused: %s", e)
-            return rejected("InvalidValue", str(e))
-        verdict = self.updates.verdict()
-        if verdict is Verdict.REJECT:
-            log.warning("UpdateFirmware refused: the previous firmware is being installed")
-            return rejected("InstallInProgress", "the previous firmware is being installed")
-        status = "AcceptedCanceled" if verdict is Verdict.REPLACE else "Accepted"
-        return Reply({"status": status}, self.updates.replace(job))
+        outcome = self.updates.request(
+            request_id=req["requestId"],
+            location=firmware["location"],
+            retrieve_time=firmware["retrieveDateTime"],
+            install_time=firmware.get("installDateTime"),
+            retries=req.get("retries"),
+            interval=req.get("retryInterval"),
+            certificate=certificate,
+            signature=signature,
+        )
+        if outcome.start is not None:
+            return Reply({"status": outcome.answer.value}, outcome.start)
+        if outcome.answer is Answer.INVALID_CERTIFICATE:
+            return {"status": "InvalidCertificate", "statusInfo": {"reasonCode": "InvalidCert"}}
+        return rejected(REASONS[outcome.answer], outcome.detail)

@@ -19,9 +19,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from controller.log_upload import LogUploads, UploadStep
+from controller.log_upload import LOG_FAILURE, LogUploads, UploadStep
 from controller.ocpp.rpc import Reply
-from controller.ocpp.v16.firmware import LOG_FAILURE
 
 log = logging.getLogger("evsed.firmware")
 
@@ -73,11 +72,8 @@ class LogsFeature:
         self.uploads.owed.wake()  # deliver what was owed while offline
 
     async def _get_log(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
-        try:
-            job = self.uploads.get_log_job(req)
-        except ValueError as e:
-            log.warning("GetLog refused: %s", e)
-            info = {"reasonCode": "InvalidValue", "additionalInfo": str(e)[:512]}
-            return {"status": "Rejected", "statusInfo": info}
-        status = "AcceptedCanceled" if self.uploads.busy else "Accepted"
-        return Reply({"status": status, "filename": job["name"]}, self.uploads.replace(job))
+        outcome = self.uploads.get_log(req)
+        if outcome.start is None:
+            info = {"reasonCode": "InvalidValue", "additionalInfo": outcome.detail[:512]}
+            return {"status": outcome.status, "statusInfo": info}
+        return Reply({"status": outcome.status, "filename": outcome.filename}, outcome.start)

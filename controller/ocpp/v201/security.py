@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from controller.link_security import (
+    NOT_STORED,
     PROFILES,
     LinkSecurity,
     hash_data_json,
@@ -239,6 +240,8 @@ class Security201:
             return _refused("Rejected", "NotSupported", "no ISO 15118: no V2GCertificate")
         limit = self.cp.keys.get_int("CertificateSignedMaxChainSize")
         problem = self.core.install_client_chain(req["certificateChain"], limit)
+        if problem == NOT_STORED:
+            return _refused("Rejected", "InternalError", problem)
         if problem is not None:
             return _refused("Rejected", "InvalidCertificate", problem)
         self._signed.set()
