@@ -20,7 +20,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench import backlog, cpu, local_list, memory, memory_201, modbus, safety, startup
+from bench import (
+    backlog,
+    cpu,
+    local_list,
+    local_list_201,
+    memory,
+    memory_201,
+    modbus,
+    safety,
+    startup,
+)
 from bench.common import Row, machine
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -52,6 +62,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         ("startup", startup),
         ("backlog", backlog),
         ("local_list", local_list),
+        ("local_list_201", local_list_201),
         ("modbus", modbus),
     )
 }

@@ -17,7 +17,7 @@ here spans several statements; call both from one thread (or under one lock).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC
 from typing import Any
 
@@ -43,6 +43,10 @@ _SCHEMA = (
         parent_id_tag TEXT,
         last_used INTEGER NOT NULL) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS auth_cache_lru ON auth_cache (last_used)",
+    # The token type an entry's CSMS named, where the station must remember it (OCPP
+    # 2.0.1 reports it with the token); written and dropped with its entry.
+    """CREATE TABLE IF NOT EXISTS local_list_type (
+        id_tag TEXT PRIMARY KEY COLLATE NOCASE, type TEXT NOT NULL) WITHOUT ROWID""",
 )
 
 
@@ -87,8 +91,21 @@ class AuthStore:
         ).fetchone()
         return None if row is None else _info(row[0], row[1], row[2])
 
-    def apply_full(self, version: int, entries: Iterable[tuple[str, IdTagInfo | None]]) -> None:
-        """Replace the whole list (SendLocalList Full) in one transaction.
+    def list_token_type(self, id_tag: str) -> str | None:
+        """The token type the list named for `id_tag` (None: none kept)."""
+        row = self._db.execute(
+            "SELECT type FROM local_list_type WHERE id_tag = ?", (id_tag,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def apply_full(
+        self,
+        version: int,
+        entries: Iterable[tuple[str, IdTagInfo | None]],
+        types: Mapping[str, str] | None = None,
+    ) -> None:
+        """Replace the whole list (SendLocalList Full) in one transaction; `types`
+        (idTag -> token type, for entries with info) replace the kept token types.
 
         Entries without info are not stored. Raises ValueError (or TypeError) on a
         malformed list, e.g. an idTag given twice or a non-IdTagInfo; the previous
@@ -97,6 +114,7 @@ class AuthStore:
         _check_version(version)
         with self._transaction():
             self._db.execute("DELETE FROM local_list")
+            self._db.execute("DELETE FROM local_list_type")
             try:
                 self._db.executemany(
                     "INSERT INTO local_list VALUES (?, ?, ?, ?)",
@@ -104,23 +122,36 @@ class AuthStore:
                 )
             except sqlite3.IntegrityError as e:
                 raise ValueError(f"malformed local list: {e}") from e
+            self._db.executemany(
+                "INSERT OR REPLACE INTO local_list_type VALUES (?, ?)", (types or {}).items()
+            )
             self._set_version(version)
 
     def apply_differential(
-        self, version: int, entries: Iterable[tuple[str, IdTagInfo | None]]
+        self,
+        version: int,
+        entries: Iterable[tuple[str, IdTagInfo | None]],
+        types: Mapping[str, str] | None = None,
     ) -> None:
         """Patch the list (SendLocalList Differential) in one transaction: an entry
-        with info is added or replaced, one without info is removed. Checking the
-        version against the current one (VersionMismatch) is the caller's call."""
+        with info is added or replaced, with its token type from `types` or none, one
+        without info is removed. Checking the version against the current one
+        (VersionMismatch) is the caller's call."""
         _check_version(version)
+        types = types or {}
         with self._transaction():
             for id_tag, status, expiry, parent in _rows(entries):
+                self._db.execute("DELETE FROM local_list_type WHERE id_tag = ?", (id_tag,))
                 if status is None:
                     self._db.execute("DELETE FROM local_list WHERE id_tag = ?", (id_tag,))
-                else:
+                    continue
+                self._db.execute(
+                    "INSERT OR REPLACE INTO local_list VALUES (?, ?, ?, ?)",
+                    (id_tag, status, expiry, parent),
+                )
+                if id_tag in types:
                     self._db.execute(
-                        "INSERT OR REPLACE INTO local_list VALUES (?, ?, ?, ?)",
-                        (id_tag, status, expiry, parent),
+                        "INSERT INTO local_list_type VALUES (?, ?)", (id_tag, types[id_tag])
                     )
             self._set_version(version)
 

@@ -127,9 +127,14 @@ class Authorizer:
     def list_size(self) -> int:
         return self._reader.list_size()
 
+    def list_token_type(self, id_tag: str) -> str | None:
+        """The token type the list's CSMS named for `id_tag`, if one is kept."""
+        return self._reader.list_token_type(id_tag)
+
     async def apply_list(self, version: int, full: bool, entries: Sequence[dict[str, Any]]) -> None:
         """Replace (full) or update (differential) the list from SendLocalList's
-        localAuthorizationList, atomically; parsing and writing both off the loop.
+        localAuthorizationList, atomically; parsing and writing both off the loop. An
+        entry's "tokenType" (a layer's token type to keep) is kept with it.
         Raises ValueError/KeyError/TypeError for a malformed entry, with nothing changed."""
 
         def work() -> None:
@@ -137,9 +142,15 @@ class Authorizer:
                 (e["idTag"], IdTagInfo.from_ocpp(e["idTagInfo"]) if "idTagInfo" in e else None)
                 for e in entries
             ]
+            types: dict[str, str] = {}  # the last entry of an idTag decides
+            for e in entries:
+                if "tokenType" in e and "idTagInfo" in e:
+                    types[e["idTag"]] = str(e["tokenType"])
+                else:
+                    types.pop(e["idTag"], None)
             if full:
-                self._writer.apply_full(version, items)
+                self._writer.apply_full(version, items, types)
             else:
-                self._writer.apply_differential(version, items)
+                self._writer.apply_differential(version, items, types)
 
         await self._write(work)

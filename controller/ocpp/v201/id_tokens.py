@@ -6,14 +6,18 @@ statuses: every 2.0.1 refusal maps to one the core already refuses (Invalid), so
 the cache and the local list keep one meaning for both versions.
 
 Token types: the reader's card UIDs are ISO14443 (4- or 7-byte UIDs, sent as 8 or
-14 upper-case hex characters, the form CSMSs compare); a token the CSMS named
-(RequestStartTransaction, the local list, Authorize) keeps the type it gave, kept
-in the store so a transaction started after a restart still names it right.
+14 upper-case hex characters, the form CSMSs compare); a token the CSMS named keeps
+the type it gave, so a transaction started after a restart still names it right. A
+token named by a request (RequestStartTransaction, ReserveNow) is kept in the store,
+one record each; the local list's types (up to 100,000) are kept with the list itself
+by the authorization store, written with it off the event loop and replaced with it.
+A request's naming comes before the list's: it is the more specific one.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from controller.core.authorization import IdTagInfo, format_datetime, parse_datetime
@@ -21,7 +25,7 @@ from controller.store import Store
 
 ISO14443 = "ISO14443"
 NO_AUTHORIZATION = "NoAuthorization"
-TYPES_KIND = "id_token_type"  # store records: idToken -> the type the CSMS gave
+TYPES_KIND = "id_token_type"  # store records: idToken -> the type a request gave
 _UID = re.compile(r"^(?:[0-9A-F]{8}|[0-9A-F]{14})$")
 # 2.0.1 AuthorizationStatusEnumType -> the 1.6 status with the same effect here
 _TO_NEUTRAL = {
@@ -42,26 +46,41 @@ def is_card_uid(value: str) -> bool:
     return bool(_UID.match(value))
 
 
-class TokenTypes:
-    """The type of each idToken the station sends."""
+def default_type(value: str) -> str:
+    """The type of a token nobody named: a card the reader saw, or the CSMS's own."""
+    return ISO14443 if is_card_uid(value) else "Central"
 
-    def __init__(self, store: Store, free_vend_id_tag: str | None = None) -> None:
+
+class TokenTypes:
+    """The type of each idToken the station sends: one keyed lookup each."""
+
+    def __init__(
+        self,
+        store: Store,
+        free_vend_id_tag: str | None = None,
+        listed: Callable[[str], str | None] = lambda value: None,
+    ) -> None:
+        """`listed`: the type the local list keeps for a token (Authorizer.list_token_type)."""
         self.store = store
         self.free_vend = free_vend_id_tag
+        self.listed = listed
 
-    def learn(self, id_token: dict[str, Any]) -> None:
-        """A token the CSMS named: its type is kept (before the request is answered)."""
-        value, kind = str(id_token["idToken"]), str(id_token["type"])
-        if self.store.records(TYPES_KIND).get(value) != kind:
-            self.store.put_record(TYPES_KIND, value, kind)
+    def learn(self, *id_tokens: dict[str, Any]) -> None:
+        """Tokens a request named: their types are kept (before the request is answered),
+        in one write."""
+        changed = {
+            str(t["idToken"]): str(t["type"])
+            for t in id_tokens
+            if self.store.record(TYPES_KIND, str(t["idToken"])) != t["type"]
+        }
+        if changed:
+            self.store.put_records(TYPES_KIND, changed)
 
     def id_token(self, value: str) -> dict[str, Any]:
         if self.free_vend is not None and value == self.free_vend:
             return {"idToken": "", "type": NO_AUTHORIZATION}
-        named = self.store.records(TYPES_KIND).get(value)
-        if named is not None:
-            return {"idToken": value, "type": named}
-        return {"idToken": value, "type": ISO14443 if is_card_uid(value) else "Central"}
+        named = self.store.record(TYPES_KIND, value) or self.listed(value)
+        return {"idToken": value, "type": named or default_type(value)}
 
 
 def neutral_status(status: str) -> str:
@@ -80,8 +99,12 @@ def id_tag_info(info: dict[str, Any]) -> IdTagInfo:
 
 
 def local_list_entry(entry: dict[str, Any]) -> dict[str, Any]:
-    """A 2.0.1 AuthorizationData as the authorization store's neutral entry."""
-    out: dict[str, Any] = {"idTag": entry["idToken"]["idToken"]}
+    """A 2.0.1 AuthorizationData as the authorization store's neutral entry, with the
+    token's type where the station would not guess it (kept with the entry)."""
+    token = entry["idToken"]
+    out: dict[str, Any] = {"idTag": token["idToken"]}
+    if token["type"] != default_type(str(token["idToken"])):
+        out["tokenType"] = token["type"]
     info = entry.get("idTokenInfo")
     if info is not None:
         converted: dict[str, Any] = {"status": neutral_status(info["status"])}
