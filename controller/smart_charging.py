@@ -149,16 +149,25 @@ class SmartCharging:
 
     # --- commands (from an OCPP layer) ------------------------------------------------------
 
-    def set_profile(self, profile: ChargingProfile, connector: int, rules: Rules) -> str | None:
+    def set_profile(
+        self,
+        profile: ChargingProfile,
+        connector: int,
+        rules: Rules,
+        same_level_replaces: bool = True,
+    ) -> str | None:
         """Install `profile` on `connector` (0: the station); why not, or None once it is
-        stored and applied."""
+        stored and applied. `same_level_replaces`: OCPP 1.6's rule (ProfileSet.installing)."""
         now = self._now()
         site = self.site()
-        why = check_profile(profile, connector, site, rules, self.profiles, now)
+        why = check_profile(
+            profile, connector, site, rules, self.profiles, now, same_level_replaces
+        )
         if why is not None:
             return why
         tx_key = site.running[connector].key if profile.purpose is Purpose.TX else None
-        self._commit(self.profiles.installing(Installed(connector, anchored(profile, now), tx_key)))
+        new = Installed(connector, anchored(profile, now), tx_key)
+        self._commit(self.profiles.installing(new, same_level_replaces))
         log.info(
             "charging profile %d installed (%s, stack level %d)",
             profile.id,
@@ -211,6 +220,20 @@ class SmartCharging:
             self._expected[connector] = _Expected(id_tag, profile, time.monotonic() + wait_s)
             self.refresh()  # the transaction starts under its profile's limit, not above it
         return why
+
+    def forget_expected(self, connector: int, id_tag: str | None = None) -> None:
+        """The remote start on `connector` (for `id_tag`, if given) will open no
+        transaction: its profile no longer counts, so the others get their share back."""
+        expected = self._expected.get(connector)
+        if expected is None or (id_tag is not None and not same_id(expected.id_tag, id_tag)):
+            return
+        del self._expected[connector]
+        log.info(
+            "charging profile %d of a failed remote start dropped",
+            expected.profile.id,
+            extra={"connector": connector},
+        )
+        self.refresh()
 
     # --- the station's transactions (called while it applies a change) -------------------------
 

@@ -48,6 +48,9 @@ class Reservation:
     expiry: datetime  # aware; the reservation ends when this moment is reached
     id_tag: str
     parent_id_tag: str | None = None
+    # The protocol layer that made it and reports its ending (e.g. "2.0.1"), whichever
+    # serves the link when it ends; None: the layer serving the link then, if any.
+    reported_by: str | None = None
 
     def __post_init__(self) -> None:
         if self.expiry.utcoffset() is None:
@@ -72,22 +75,26 @@ class Reservation:
             "expiry": format_datetime(self.expiry),
             "id_tag": self.id_tag,
             "parent_id_tag": self.parent_id_tag,
+            "reported_by": self.reported_by,
         }
 
     @classmethod
     def from_record(cls, data: dict[str, Any]) -> Reservation:
         """Raises ValueError, KeyError or TypeError for a record that is not one."""
-        parent = data.get("parent_id_tag")
+        parent, reported_by = data.get("parent_id_tag"), data.get("reported_by")
         if not isinstance(data["id"], int) or not isinstance(data["connector"], int):
             raise TypeError("reservation id and connector must be integers")
         if not isinstance(data["id_tag"], str) or not isinstance(parent, str | None):
             raise TypeError("idTags must be strings")
+        if not isinstance(reported_by, str | None):
+            raise TypeError("reported_by must be a string")
         return cls(
             id=data["id"],
             connector=data["connector"],
             expiry=parse_datetime(str(data["expiry"])),
             id_tag=data["id_tag"],
             parent_id_tag=parent,
+            reported_by=reported_by,
         )
 
 

@@ -174,8 +174,10 @@ def check_profile(
     rules: Rules,
     installed: ProfileSet,
     now: float,
+    same_level_replaces: bool = True,
 ) -> str | None:
-    """Why `profile` may not be installed on `connector` now, or None (SetChargingProfile)."""
+    """Why `profile` may not be installed on `connector` now, or None (SetChargingProfile);
+    `same_level_replaces` as for ProfileSet.installing."""
     if not 0 <= connector <= len(site.supplies):
         return f"no connector {connector}"
     why = _check_common(profile, rules, now)
@@ -197,7 +199,8 @@ def check_profile(
             return f"no transaction on connector {connector}"
         if profile.transaction_id is not None and profile.transaction_id != running.transaction_id:
             return f"transaction {profile.transaction_id} is not the one on connector {connector}"
-    return _check_room(installed.installing(Installed(connector, profile)), rules)
+    after = installed.installing(Installed(connector, profile), same_level_replaces)
+    return _check_room(after, rules)
 
 
 def check_transaction_profile(
@@ -286,15 +289,17 @@ class ProfileSet:
     def __iter__(self) -> Iterator[Installed]:
         return iter(self.items)
 
-    def installing(self, new: Installed) -> ProfileSet:
-        """With `new`, replacing a profile of the same id anywhere, or of the same
-        stackLevel and purpose on the same connector."""
+    def installing(self, new: Installed, same_level_replaces: bool = True) -> ProfileSet:
+        """With `new`, replacing a profile of the same id anywhere, or (OCPP 1.6's rule,
+        `same_level_replaces`) of the same stackLevel and purpose on the same connector.
+        2.0.1 keeps those side by side: they are valid at different times (K01.FR.06)."""
         p = new.profile
 
         def replaced(old: Installed) -> bool:
             q = old.profile
             return q.id == p.id or (
-                old.connector == new.connector
+                same_level_replaces
+                and old.connector == new.connector
                 and q.stack_level == p.stack_level
                 and q.purpose is p.purpose
             )

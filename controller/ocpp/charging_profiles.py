@@ -1,6 +1,7 @@
 """What the OCPP 1.6 and 2.0.1 charging-profile messages share: the checks on JSON
 numbers and date-times that a schema cannot make (a limit of 1e300, a date beyond
-the calendar), and the station's capacity for profiles, read from the neutral
+the calendar), the chargingSchedule (its fields have the same names in both) to and
+from the core's, and the station's capacity for profiles, read from the neutral
 configuration keys (1.6's read-only SmartCharging keys, 2.0.1's SmartChargingCtrlr
 variables are views of them).
 """
@@ -12,7 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from controller.core.smart_charging import RateUnit, Rules
+from controller.core.smart_charging import Period, RateUnit, Rules, Schedule
 from controller.ocpp.v16.keys import ConfigurationKeys
 
 # ChargingScheduleAllowedChargingRateUnit's items (1.6 names) -> the unit
@@ -58,6 +59,36 @@ def epoch(value: Any) -> float | None:
         return moment.astimezone(UTC).timestamp()
     except (ValueError, OverflowError) as e:
         raise Unusable(f"unusable date-time {value!r}") from e
+
+
+def parse_schedule(raw: dict[str, Any], schedule_id: int | None = None) -> Schedule:
+    """A chargingSchedule (schema-valid) as the core's; raises Unusable, KeyError,
+    TypeError or ValueError. `schedule_id`: 2.0.1's id of it (1.6 has none)."""
+    duration, min_rate = raw.get("duration"), raw.get("minChargingRate")
+    return Schedule(
+        RateUnit(raw["chargingRateUnit"]),
+        tuple(
+            Period(
+                integer(p["startPeriod"]),
+                number(p["limit"]),
+                None if p.get("numberPhases") is None else integer(p["numberPhases"]),
+            )
+            for p in raw["chargingSchedulePeriod"]
+        ),
+        epoch(raw.get("startSchedule")),
+        None if duration is None else integer(duration),
+        None if min_rate is None else number(min_rate),
+        schedule_id,
+    )
+
+
+def render_periods(periods: tuple[Period, ...]) -> list[dict[str, Any]]:
+    """The chargingSchedulePeriod of `periods` (numberPhases only where a period says)."""
+    return [
+        {"startPeriod": p.start, "limit": p.limit}
+        | ({} if p.phases is None else {"numberPhases": p.phases})
+        for p in periods
+    ]
 
 
 def rules_of(keys: ConfigurationKeys) -> Rules:

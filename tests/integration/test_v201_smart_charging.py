@@ -288,6 +288,7 @@ def test_duplicates_are_rejected_clearing_by_criteria_and_profiles_survive_a_res
     )
     assert set_profile(csms, 0, cap) == {"status": "Accepted"}
     assert set_profile(csms, 1, profile((0, 12.0), id=1)) == {"status": "Accepted"}
+    # Both valid for ever, so their validity periods overlap (K01.FR.06).
     assert reason(set_profile(csms, 1, profile((0, 11.0), id=2))) == (
         "Rejected",
         "DuplicateProfile",
@@ -316,3 +317,26 @@ def test_duplicates_are_rejected_clearing_by_criteria_and_profiles_survive_a_res
     assert reports[0]["chargingProfile"] == [cap]
     assert limits(composite(csms, evse=0, chargingRateUnit="A")) == [(0, 16.0)]
     assert limits(composite(csms, evse=1)) == [(0, 16.0)]
+
+
+def test_profiles_of_one_level_valid_at_other_times_are_both_installed_and_followed(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    station()
+    csms.wait_for("BootNotification")
+    now = datetime.now(UTC).replace(microsecond=0)
+    switch = now + timedelta(seconds=120)
+    day = profile((0, 10.0), id=4, stack=1, validFrom=iso(now - timedelta(minutes=1)))
+    day |= {"validTo": iso(switch)}
+    night = profile((0, 8.0), id=5, stack=1, validFrom=iso(switch))
+    night |= {"validTo": iso(now + timedelta(days=1))}
+    assert set_profile(csms, 1, day) == {"status": "Accepted"}
+    assert set_profile(csms, 1, night) == {"status": "Accepted"}  # K01.FR.06: no overlap
+    overlapping = profile((0, 6.0), id=6, stack=1, validFrom=iso(switch - timedelta(seconds=1)))
+    assert reason(set_profile(csms, 1, overlapping)) == ("Rejected", "DuplicateProfile")
+
+    _, reports = get_profiles(csms, 1, evse=1)
+    assert [p["id"] for r in reports for p in r["chargingProfile"]] == [4, 5]
+    periods = limits(composite(csms, evse=1, duration=600))
+    assert [limit for _, limit in periods] == [10.0, 8.0]
+    assert 118 <= periods[1][0] <= 120  # where the day's validity ends and the night's begins

@@ -3,6 +3,7 @@ core applies them to cards, remote starts, free vend and connector statuses."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -72,6 +73,10 @@ def test_a_reservation_round_trips_through_its_record() -> None:
     r = res(7, 0, "ALICE", "FAMILY")
     assert Reservation.from_record(r.as_record()) == r
     assert r.as_record()["expiry"] == "2030-01-01T13:00:00.000Z"
+    made = replace(r, reported_by="2.0.1")  # the layer that reports its ending
+    assert Reservation.from_record(made.as_record()) == made
+    older = {k: v for k, v in r.as_record().items() if k != "reported_by"}
+    assert Reservation.from_record(older) == r  # written before reported_by
 
 
 @pytest.mark.parametrize(
@@ -87,6 +92,13 @@ def test_a_reservation_round_trips_through_its_record() -> None:
             "expiry": "2030-01-01T00:00:00Z",
             "id_tag": "A",
             "parent_id_tag": 3,
+        },
+        {
+            "id": 1,
+            "connector": 1,
+            "expiry": "2030-01-01T00:00:00Z",
+            "id_tag": "A",
+            "reported_by": 2,
         },
     ],
 )

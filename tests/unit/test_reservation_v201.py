@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from controller.authorizer import Authorizer
 from controller.core.connector import ConnectorSettings
@@ -19,12 +20,13 @@ from controller.ocpp.rpc import OcppError, validate
 from controller.ocpp.v16 import features
 from controller.ocpp.v16.keys import ConfigurationKeys
 from controller.ocpp.v201.reservation import (
+    REPORTED_BY,
     UPDATES,
     ReservationFeature,
     Unreservable,
     reservation_target,
 )
-from controller.station import RESERVATIONS, Station
+from controller.station import ENDINGS, RESERVATIONS, Station
 from controller.store import Store
 from hwsim.hardware import SimHardware
 
@@ -74,9 +76,14 @@ def test_a_reservation_of_no_evse_here_is_refused(
 # --- the station's watchers ----------------------------------------------------------------
 
 
-def reservation(number: int, seconds: float, connector: int = 1) -> Reservation:
+def reservation(
+    number: int, seconds: float, connector: int = 1, reported_by: str | None = REPORTED_BY
+) -> Reservation:
+    """A reservation the 2.0.1 layer made (reported_by None: another layer made it)."""
     expiry = datetime.now(UTC) + timedelta(seconds=seconds)
-    return Reservation(id=number, connector=connector, expiry=expiry, id_tag="04A1B2C3")
+    return Reservation(
+        id=number, connector=connector, expiry=expiry, id_tag="04A1B2C3", reported_by=reported_by
+    )
 
 
 def station(state: Path) -> Station:
@@ -131,6 +138,9 @@ class ChargePoint:
         self.sent: list[dict[str, Any]] = []
         self.answers = list(answers or [])
 
+    def status_changed(self, connector: int, status: Any) -> None:
+        pass
+
     async def _call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         validate("2.0.1", action, payload)  # what the RPC layer would refuse to send
         self.sent.append(payload)
@@ -155,12 +165,45 @@ def test_only_endings_the_csms_did_not_cause_are_reported(tmp_path: Path) -> Non
     assert reported == {3: "Expired", 4: "Removed", 5: "Removed"}
 
 
-def test_another_versions_layer_reports_its_own(tmp_path: Path) -> None:
+def test_its_own_reservations_are_reported_whichever_layer_serves_the_link(
+    tmp_path: Path,
+) -> None:
     cp = ChargePoint(tmp_path)
     feature = ReservationFeature(cp)
-    cp.station.link = None  # e.g. the 1.6 layer serves the connection
-    feature._ended(ended(1, Ending.EXPIRED))
-    assert cp.store.records(UPDATES) == {}
+    cp.station.link = None  # e.g. the 1.6 layer serves the connection now
+    assert feature._ended(ended(1, Ending.EXPIRED)) is True
+    # One another layer made is that layer's (1.6 has no report for it).
+    other = ReservationEnded(reservation(2, 60, reported_by=None), Ending.EXPIRED)
+    assert feature._ended(other) is False
+    assert cp.store.records(UPDATES) == {"1": "Expired"}
+    cp.station.link = cp  # made before reservations said who made them: the link's layer
+    assert feature._ended(other) is True
+    assert cp.store.records(UPDATES) == {"1": "Expired", "2": "Expired"}
+
+
+def test_an_ending_is_kept_until_a_watcher_has_taken_it(tmp_path: Path) -> None:
+    """Expired while the station was off, ended as it starts, and the power cut again
+    before the 2.0.1 layer was there to store its report: the next start reports it."""
+    store = Store(tmp_path / "evsed.db")
+    store.put_record(RESERVATIONS, "7", reservation(7, -60).as_record())
+    store.put_record(RESERVATIONS, "8", reservation(8, -60, reported_by=None).as_record())
+    store.close()
+    station(tmp_path).store.close()  # power cut: no watcher yet
+
+    cp = ChargePoint(tmp_path)
+    assert cp.store.records(RESERVATIONS) == {}
+    ReservationFeature(cp)
+    assert cp.store.records(UPDATES) == {"7": "Expired"}
+    assert cp.store.records(ENDINGS) == {}  # taken
+
+
+def test_a_new_reservation_forgets_an_untaken_ending_of_its_id(tmp_path: Path) -> None:
+    cp = ChargePoint(tmp_path)
+    cp.station.reserve(reservation(4, 1), zero_supported=True)
+    cp.station._reservation_ended(cp.station.core.end_reservation(4, Ending.EXPIRED))
+    assert list(cp.store.records(ENDINGS)) == ["4"]  # no watcher took it
+    assert cp.station.reserve(reservation(4, 600), zero_supported=True).value == "Accepted"
+    assert cp.store.records(ENDINGS) == {}
 
 
 def test_reports_are_kept_until_the_csms_has_them(tmp_path: Path) -> None:
@@ -178,3 +221,30 @@ def test_reports_are_kept_until_the_csms_has_them(tmp_path: Path) -> None:
     assert [p["reservationId"] for p in cp.sent] == [3, 5, 5, 12]
     assert cp.sent[-1] == {"reservationId": 12, "reservationUpdateStatus": "Expired"}
     assert cp.store.records(UPDATES) == {}
+
+
+@pytest.mark.parametrize("code", ["InternalError", "GenericError"])
+def test_a_csms_hiccup_keeps_the_report_for_later(tmp_path: Path, code: str) -> None:
+    cp = ChargePoint(tmp_path, answers=[OcppError(code)])
+    feature = ReservationFeature(cp)
+    feature._ended(ended(6, Ending.EXPIRED))
+    assert asyncio.run(feature._send_updates()) is False
+    assert cp.store.records(UPDATES) == {"6": "Expired"}
+    assert asyncio.run(feature._send_updates()) is True  # taken the next time
+    assert [p["reservationId"] for p in cp.sent] == [6, 6]
+    assert cp.store.records(UPDATES) == {}
+
+
+@pytest.mark.parametrize(
+    "problem",
+    [
+        OSError("network unreachable"),
+        ConnectionClosed(None, None),  # the websocket closed under the call
+    ],
+)
+def test_a_lost_link_keeps_the_report_for_later(tmp_path: Path, problem: Exception) -> None:
+    cp = ChargePoint(tmp_path, answers=[problem])
+    feature = ReservationFeature(cp)
+    feature._ended(ended(6, Ending.FAULTED))
+    assert asyncio.run(feature._send_updates()) is False
+    assert cp.store.records(UPDATES) == {"6": "Removed"}

@@ -200,6 +200,16 @@ def test_installing_replaces_the_same_id_anywhere_and_the_same_level_and_purpose
     assert len(profiles.installing(other_purpose)) == 4
 
 
+def test_installing_without_the_same_level_rule_replaces_only_the_same_id() -> None:
+    # 2.0.1 keeps profiles of one purpose and stackLevel side by side (valid at other times).
+    profiles = installed(Installed(1, profile(id=1, stack=0)), Installed(1, profile(id=2, stack=1)))
+    same_level = Installed(1, profile(id=9, stack=1))
+    kept = profiles.installing(same_level, same_level_replaces=False)
+    assert [i.profile.id for i in kept] == [1, 2, 9]
+    same_id = Installed(1, profile(id=1, stack=1))
+    assert [i.profile.id for i in profiles.installing(same_id, same_level_replaces=False)] == [2, 1]
+
+
 def test_clearing_by_id_ignores_the_other_criteria() -> None:
     profiles = installed(Installed(1, profile(id=1)), Installed(0, profile(id=2, stack=1)))
     kept, cleared = profiles.clearing(profile_id=2, connector=1)
@@ -386,6 +396,14 @@ def test_stacking_the_higher_level_prevails_until_its_schedule_ends() -> None:
         Period(150, 8.0),
         Period(200, 10.0),
     )
+
+
+def test_profiles_of_one_level_valid_at_different_times_each_prevail_in_their_own() -> None:
+    day = Installed(1, profile((0, 10.0), id=1, valid_from=T0, valid_to=T0 + 100))
+    night = Installed(1, profile((0, 6.0), id=2, valid_from=T0 + 100, valid_to=T0 + 200))
+    for profiles in (installed(day, night), installed(night, day)):
+        schedule = composite_schedule(profiles, site(), 1, T0, 300, RateUnit.A)
+        assert schedule.periods == (Period(0, 10.0), Period(100, 6.0), Period(200, 32.0))
 
 
 def test_a_higher_level_valid_only_on_a_holiday_overrides_the_daily_profile_that_day() -> None:

@@ -218,7 +218,7 @@ def test_stack_level_and_rate_unit_are_refused_with_their_reason_codes() -> None
     assert check_limits(watts, RULES).reason_code == "UnsupportedRateUnit"  # type: ignore[union-attr]
 
 
-def test_one_profile_per_purpose_and_stack_level_on_an_evse() -> None:
+def test_one_profile_per_purpose_and_stack_level_on_an_evse_at_a_time() -> None:
     installed = ProfileSet((Installed(1, core_profile(id=1)),))
     assert conflict(core_profile(id=1), 1, None, installed) is None  # the same id replaces
     assert conflict(core_profile(id=2, stack=1), 1, None, installed) is None
@@ -228,6 +228,20 @@ def test_one_profile_per_purpose_and_stack_level_on_an_evse() -> None:
     assert conflict(core_profile(id=2), 0, None, installed).reason_code == "DuplicateProfile"  # type: ignore[union-attr]
     cap = core_profile(id=5, purpose=Purpose.STATION_MAX, kind=Kind.ABSOLUTE)
     assert conflict(cap, 0, None, installed) is None
+
+
+def test_profiles_of_one_purpose_and_stack_level_valid_at_other_times_may_share_an_evse() -> None:
+    # K01.FR.06: only overlapping validity periods clash; [from, to) as the core reads them.
+    day = core_profile(id=1, valid_from=1000.0, valid_to=2000.0)
+    installed = ProfileSet((Installed(1, day),))
+    for valid_from, valid_to in ((2000.0, 3000.0), (None, 1000.0), (0.0, 1000.0)):
+        night = core_profile(id=2, valid_from=valid_from, valid_to=valid_to)
+        assert conflict(night, 1, None, installed) is None, (valid_from, valid_to)
+    overlaps = ((1999.0, 3000.0), (None, None), (None, 1001.0), (1500.0, None), (0.0, 1001.0))
+    for valid_from, valid_to in overlaps:
+        overlapping = core_profile(id=2, valid_from=valid_from, valid_to=valid_to)
+        refusal = conflict(overlapping, 1, None, installed)
+        assert refusal is not None and refusal.reason_code == "DuplicateProfile"
 
 
 def test_tx_profiles_clash_only_within_their_transaction() -> None:

@@ -17,7 +17,7 @@ import pytest
 from controller.ocpp.link import Registration
 from controller.ocpp.rpc import Reply, validate
 from controller.ocpp.v201.id_tokens import TokenTypes
-from controller.ocpp.v201.transactions import TransactionEvents
+from controller.ocpp.v201.transactions import RECORDS, TransactionEvents
 from controller.ocpp.v201.trigger import TriggerFeature
 from controller.store import Store
 
@@ -171,3 +171,100 @@ def test_a_triggered_row_without_a_reading_still_goes(tmp_path: Path) -> None:
     _, triggered = rendered(tmp_path, [])
     assert (triggered["triggerReason"], triggered["seqNo"]) == ("Trigger", 1)
     assert "meterValue" not in triggered
+
+
+# --- nothing of a transaction after its Ended event ---------------------------------------------
+
+STAMP = "2025-01-01T00:00:00.000Z"
+
+
+def deliver(store: Store, events: TransactionEvents, tx_id: int) -> list[str]:
+    """Send the queue as the link does (given up on ValueError); each event's type."""
+    sent = []
+    while (message := store.next_message()) is not None:
+        try:
+            result = events.render(message, store.transaction(tx_id))
+        except ValueError:
+            store.mark_failed(message.id, "refused")
+            continue
+        assert result is not None
+        sent.append(result[1]["eventType"])
+        events.delivered(message)
+        store.mark_delivered(message.id)
+    return sent
+
+
+def events_of(tmp_path: Path) -> tuple[Store, TransactionEvents, int]:
+    store = Store(tmp_path / "evsed.db")
+    events = TransactionEvents(store, TokenTypes(store), lambda s: s, lambda _t, _c, s: s)
+    tx_id = store.begin_transaction(1, "04A1B2C3", None, 100.0, STAMP)
+    return store, events, tx_id
+
+
+def trigger_row(store: Store, tx_id: int) -> None:
+    store.enqueue("trigger", {"connector": 1, "timestamp": STAMP, "samples": []}, tx_id)
+
+
+def test_an_event_queued_after_the_ended_one_is_given_up(tmp_path: Path) -> None:
+    store, events, tx_id = events_of(tmp_path)
+    trigger_row(store, tx_id)  # before the stop: sent, though the transaction has stopped
+    store.end_transaction(tx_id, 200.0, STAMP, "Local", None)
+    trigger_row(store, tx_id)  # after it: a late TriggerMessage
+    assert deliver(store, events, tx_id) == ["Started", "Updated", "Ended"]
+    assert [error for _, _, error in store.failed_messages()] == ["refused"]
+    assert store.records(RECORDS) == {}  # nothing kept once the late row is given up
+
+
+def test_an_event_after_an_ended_one_the_csms_never_took_is_given_up(tmp_path: Path) -> None:
+    store, events, tx_id = events_of(tmp_path)
+    store.end_transaction(tx_id, 200.0, STAMP, "Local", None)
+    trigger_row(store, tx_id)
+    start = store.next_message()
+    assert start is not None and events.render(start, store.transaction(tx_id)) is not None
+    events.delivered(start)
+    store.mark_delivered(start.id)
+    stop = store.next_message()
+    assert stop is not None and stop.kind == "stop"
+    assert events.render(stop, store.transaction(tx_id)) is not None
+    store.mark_failed(stop.id, "no answer")  # TransactionMessageAttempts used up
+    late = store.next_message()
+    assert late is not None and late.kind == "trigger"
+    with pytest.raises(ValueError, match="Ended"):
+        events.render(late, store.transaction(tx_id))
+
+
+class RunningStation(Station):
+    """A station with transaction `tx_id` on EVSE 1 until it ends."""
+
+    def __init__(self, tx_id: int) -> None:
+        self.running: dict[int, int] = {1: tx_id}
+        self.clock = type("Clock", (), {"stamp": staticmethod(lambda: STAMP)})()
+
+    def transaction_id(self, number: int) -> int | None:
+        return self.running.get(number)
+
+    def current_samples(self, number: int, measurands: list[str], context: str) -> list[Any]:
+        return []
+
+
+def test_a_triggered_event_is_not_queued_for_a_transaction_that_ended_meanwhile(
+    tmp_path: Path,
+) -> None:
+    cp = ChargePoint()
+    store = cp.store = Store(tmp_path / "evsed.db")  # type: ignore[attr-defined]
+    tx_id = store.begin_transaction(1, "04A1B2C3", None, 100.0, STAMP)  # queues its start
+    station = cp.station = RunningStation(tx_id)  # type: ignore[assignment]
+    cp.keys = type("Keys", (), {"get_list": staticmethod(lambda key: [])})()  # type: ignore[attr-defined]
+    cp.events_queued = lambda: None  # type: ignore[attr-defined]
+    handler = TriggerFeature(cp).handlers()["TriggerMessage"]
+    answer = asyncio.run(handler({"requestedMessage": "TransactionEvent", "evse": {"id": 1}}))
+    assert isinstance(answer, Reply) and answer.payload == {"status": "Accepted"}
+    station.running.clear()  # the transaction ends (its stop row queued) before the answer is out
+    answer.then()
+
+    async def run_later() -> None:
+        while cp.later:
+            await cp.later.pop(0)
+
+    asyncio.run(run_later())
+    assert store.pending_count() == 1  # the start alone

@@ -18,17 +18,21 @@ from controller.core.smart_charging import (
     ChargingProfile,
     CompositeSchedule,
     Kind,
-    Period,
     Purpose,
     RateUnit,
     Recurrency,
     Rules,
-    Schedule,
 )
-from controller.ocpp.charging_profiles import EXTRA_WAIT_S, UNIT_NAMES, Unusable, rules_of
+from controller.ocpp.charging_profiles import (
+    EXTRA_WAIT_S,
+    UNIT_NAMES,
+    Unusable,
+    parse_schedule,
+    render_periods,
+    rules_of,
+)
 from controller.ocpp.charging_profiles import epoch as _epoch
 from controller.ocpp.charging_profiles import integer as _integer
-from controller.ocpp.charging_profiles import number as _number
 from controller.ocpp.v16.keys import KeySpec
 from controller.ocpp.v16.keys import Kind as KeyKind
 
@@ -44,17 +48,6 @@ PURPOSES = {
 def parse_profile(raw: dict[str, Any]) -> ChargingProfile:
     """A 1.6 csChargingProfiles / chargingProfile; raises Unusable."""
     try:
-        schedule = raw["chargingSchedule"]
-        periods = tuple(
-            Period(
-                _integer(p["startPeriod"]),
-                _number(p["limit"]),
-                None if p.get("numberPhases") is None else _integer(p["numberPhases"]),
-            )
-            for p in schedule["chargingSchedulePeriod"]
-        )
-        duration = schedule.get("duration")
-        min_rate = schedule.get("minChargingRate")
         recurrency = raw.get("recurrencyKind")
         transaction_id = raw.get("transactionId")
         return ChargingProfile(
@@ -62,13 +55,7 @@ def parse_profile(raw: dict[str, Any]) -> ChargingProfile:
             stack_level=_integer(raw["stackLevel"]),
             purpose=PURPOSES[raw["chargingProfilePurpose"]],
             kind=Kind(raw["chargingProfileKind"]),
-            schedule=Schedule(
-                RateUnit(schedule["chargingRateUnit"]),
-                periods,
-                _epoch(schedule.get("startSchedule")),
-                None if duration is None else _integer(duration),
-                None if min_rate is None else _number(min_rate),
-            ),
+            schedule=parse_schedule(raw["chargingSchedule"]),
             recurrency=None if recurrency is None else Recurrency(recurrency),
             valid_from=_epoch(raw.get("validFrom")),
             valid_to=_epoch(raw.get("validTo")),
@@ -80,11 +67,7 @@ def parse_profile(raw: dict[str, Any]) -> ChargingProfile:
 
 def render_composite(connector: int, schedule: CompositeSchedule) -> dict[str, Any]:
     start = iso(datetime.fromtimestamp(schedule.start, UTC))
-    periods = [
-        {"startPeriod": p.start, "limit": p.limit}
-        | ({} if p.phases is None else {"numberPhases": p.phases})
-        for p in schedule.periods
-    ]
+    periods = render_periods(schedule.periods)
     return {
         "status": "Accepted",
         "connectorId": connector,

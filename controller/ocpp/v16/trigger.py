@@ -20,13 +20,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from controller.core.trigger import STATION, Scope, trigger_targets
-from controller.ocpp.rpc import OcppError, Reply
+from controller.ocpp.rpc import Reply
+from controller.ocpp.triggering import Send, accepted, heartbeat, sender
 from controller.ocpp.v16.charge_point import meter_value
 from controller.ocpp.v16.keys import KeySpec
 
 log = logging.getLogger("evsed.ocpp")
 
-Send = Callable[[], Awaitable[None]]
 # For one target connector: the message's sender, or None when there is nothing to report.
 Prepare = Callable[[int], Send | None]
 
@@ -111,21 +111,10 @@ class RemoteTrigger:
             log.info("%s for %s refused: nothing to report", action, requested)
             return {"status": "Rejected"}
         log.info("%s: sending %s", action, requested, extra={"action": action})
-
-        async def send_all() -> None:
-            for send in senders:
-                try:
-                    await send()
-                except (OcppError, TimeoutError, ConnectionError) as e:
-                    log.warning("triggered %s failed: %s", requested, e)
-
-        return Reply({"status": "Accepted"}, lambda: self.cp._later(send_all()))
+        return accepted(self.cp, requested, senders)
 
     def _sender(self, action: str, payload: dict[str, Any]) -> Send:
-        async def send() -> None:
-            await self.cp._call(action, payload)
-
-        return send
+        return sender(self.cp, action, payload)
 
     # --- the messages -------------------------------------------------------------------
 
@@ -133,11 +122,7 @@ class RemoteTrigger:
         return self.cp.boot_notification
 
     def _heartbeat(self, _target: int) -> Send:
-        async def send() -> None:
-            answer = await self.cp._call("Heartbeat", {})
-            self.cp._set_clock(answer["currentTime"])
-
-        return send
+        return heartbeat(self.cp)
 
     def _meter_values(self, connector: int) -> Send | None:
         """The meter's readings now, of the measurands in MeterValuesSampledData."""

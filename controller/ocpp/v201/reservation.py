@@ -18,8 +18,13 @@ accepted. The 2.0.1 request in the core's terms:
 A reservation that ends on its own is reported with ReservationStatusUpdate: Expired
 at its expiry, Removed when its EVSE (for any EVSE: the station) becomes Faulted or
 Unavailable. One used by a transaction is not (TransactionEvent Started carries its
-reservationId), nor one the CSMS cancelled. The reports are stored until the CSMS has
-taken them, so neither a power cut nor an offline spell loses one.
+reservationId), nor one the CSMS cancelled. A reservation made here says so
+(Reservation.reported_by) and its ending is reported over 2.0.1 whichever layer serves
+the link when it ends (with versions ["1.6", "2.0.1"]); the station keeps an ending
+until this feature has stored its report, and the reports are stored until the CSMS has
+taken them, so neither a power cut (also one before this layer is built) nor an offline
+spell loses one. A CALLERROR InternalError or GenericError (a CSMS hiccup) is sent
+again later; any other CALLERROR refuses that report for good.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+
+from websockets.exceptions import ConnectionClosed
 
 from controller.core.authorization import parse_datetime
 from controller.core.reservation import (
@@ -47,6 +54,8 @@ Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 CONTROLLER = "ReservationCtrlr"
 UPDATES = "reservation_update201"  # store records: reservation id -> status not yet taken
+REPORTED_BY = "2.0.1"  # Reservation.reported_by of the reservations made here
+RETRIED_ERRORS = frozenset({"InternalError", "GenericError"})  # a hiccup: try again later
 UNTYPED = frozenset({"Unknown", "Undetermined"})  # connectorTypes that name no type
 RETRY_S = 30.0  # a ReservationStatusUpdate left unanswered is sent again after this
 _UPDATE_STATUS = {
@@ -152,6 +161,7 @@ class ReservationFeature:
             expiry=expiry,
             id_tag=str(token["idToken"]),
             parent_id_tag=None if group is None else str(group["idToken"]),
+            reported_by=REPORTED_BY,
         )
         zero_supported = self.cp.keys.get_bool("ReserveConnectorZeroSupported")
         answer = self.cp.station.reserve(reservation, zero_supported)
@@ -169,14 +179,20 @@ class ReservationFeature:
 
     # --- reservations that end on their own ------------------------------------------------
 
-    def _ended(self, ended: ReservationEnded) -> None:
-        """The station ended a reservation: one the CSMS did not end itself is reported
-        (stored first; sent by while_connected). Another version's layer reports its own."""
+    def _ended(self, ended: ReservationEnded) -> bool:
+        """The station ended a reservation: one made here (or, not saying who made it,
+        while this layer serves the link) that the CSMS did not end itself is reported
+        (stored first; sent by while_connected). True: taken (stored, or nothing to
+        report); False: another layer's."""
+        made_by = ended.reservation.reported_by
+        mine = made_by == REPORTED_BY or (made_by is None and self.cp.station.link is self.cp)
+        if not mine:
+            return False
         status = _UPDATE_STATUS.get(ended.why)
-        if status is None or self.cp.station.link is not self.cp:
-            return
-        self.cp.store.put_record(UPDATES, str(ended.reservation.id), status)
-        self._updates_waiting.set()
+        if status is not None:
+            self.cp.store.put_record(UPDATES, str(ended.reservation.id), status)
+            self._updates_waiting.set()
+        return True
 
     async def while_connected(self) -> None:
         while True:
@@ -193,9 +209,13 @@ class ReservationFeature:
             payload = {"reservationId": int(key), "reservationUpdateStatus": status}
             try:
                 await self.cp._call("ReservationStatusUpdate", payload)
-            except OcppError as e:  # the CSMS refuses it: sending it again would not help
+            except OcppError as e:
+                if e.code in RETRIED_ERRORS:
+                    log.warning("ReservationStatusUpdate %s %s failed: %s", key, status, e)
+                    return False
+                # The CSMS refuses it: sending it again would not help.
                 log.warning("ReservationStatusUpdate %s %s refused: %s", key, status, e)
-            except (TimeoutError, ConnectionError) as e:
+            except (TimeoutError, ConnectionError, OSError, ConnectionClosed) as e:
                 log.warning("ReservationStatusUpdate %s %s failed: %s", key, status, e)
                 return False
             store.delete_record(UPDATES, key)

@@ -24,13 +24,12 @@ decided here, before the core sees the profile:
   (TxNotFound otherwise, MissingParam without one). The core keeps the transaction by
   the station's own key; the transactionId is rendered again from it when reported.
 * A profile of the same purpose and stackLevel as another one (another id) on the same
-  EVSE is Rejected (DuplicateProfile): K01.FR.39 asks it for overlapping validity
-  periods, and the shared core holds one such profile per EVSE (1.6 replaced it), so
-  evsed refuses it whatever the validity rather than drop the other. So is a
-  TxDefaultProfile with the stackLevel of one on the other side of "EVSE 0 / a
-  specific EVSE" (K01.FR.52/53); a TxProfile with the stackLevel of another one of the
-  same transaction: InvalidStackLevel. A profile with the id of an installed one
-  replaces it (K01.FR.05).
+  EVSE whose validity period overlaps it is Rejected (DuplicateProfile, K01.FR.06);
+  valid at other times, both are kept, each prevailing in its own period (unlike 1.6,
+  where the new one replaces the other). So is a TxDefaultProfile with the stackLevel
+  of one on the other side of "EVSE 0 / a specific EVSE" (K01.FR.52/53); a TxProfile
+  with the stackLevel of another one of the same transaction: InvalidStackLevel. A
+  profile with the id of an installed one replaces it (K01.FR.05).
 * Every profile comes from the CSMS: chargingLimitSource CSO.
 
 A refusal carries statusInfo: its reasonCode and, in additionalInfo, why.
@@ -49,20 +48,19 @@ from controller.core.smart_charging import (
     CompositeSchedule,
     Installed,
     Kind,
-    Period,
     ProfileSet,
     Purpose,
     RateUnit,
     Recurrency,
     Rules,
-    Schedule,
 )
 from controller.ocpp.charging_profiles import (
     EXTRA_WAIT_S,
     Unusable,
     epoch,
     integer,
-    number,
+    parse_schedule,
+    render_periods,
     rules_of,
 )
 from controller.ocpp.rpc import OcppError, Reply
@@ -127,29 +125,13 @@ def parse_profile(raw: dict[str, Any]) -> tuple[ChargingProfile, str | None]:
             raise Refused("InvalidSchedule", "a Relative profile has no startSchedule")
         if any(p.get("phaseToUse") is not None for p in schedule["chargingSchedulePeriod"]):
             raise Refused("InvalidSchedule", "phaseToUse: this station cannot switch phases")
-        periods = tuple(
-            Period(
-                integer(p["startPeriod"]),
-                number(p["limit"]),
-                None if p.get("numberPhases") is None else integer(p["numberPhases"]),
-            )
-            for p in schedule["chargingSchedulePeriod"]
-        )
-        duration, min_rate = schedule.get("duration"), schedule.get("minChargingRate")
         recurrency = raw.get("recurrencyKind")
         profile = ChargingProfile(
             id=integer(raw["id"]),
             stack_level=integer(raw["stackLevel"]),
             purpose=PURPOSES[raw["chargingProfilePurpose"]],
             kind=kind,
-            schedule=Schedule(
-                RateUnit(schedule["chargingRateUnit"]),
-                periods,
-                epoch(schedule.get("startSchedule")),
-                None if duration is None else integer(duration),
-                None if min_rate is None else number(min_rate),
-                integer(schedule["id"]),
-            ),
+            schedule=parse_schedule(schedule, integer(schedule["id"])),
             recurrency=None if recurrency is None else Recurrency(recurrency),
             valid_from=epoch(raw.get("validFrom")),
             valid_to=epoch(raw.get("validTo")),
@@ -168,14 +150,6 @@ def _time(moment: float) -> str:
     return iso(EPOCH + timedelta(milliseconds=round(moment * 1000)))
 
 
-def _periods(periods: tuple[Period, ...]) -> list[dict[str, Any]]:
-    return [
-        {"startPeriod": p.start, "limit": p.limit}
-        | ({} if p.phases is None else {"numberPhases": p.phases})
-        for p in periods
-    ]
-
-
 def render_profile(item: Installed, transaction_id: str | None = None) -> dict[str, Any]:
     """An installed profile as a 2.0.1 ChargingProfileType (one set over 1.6 has no
     schedule id: it is given the profile's)."""
@@ -183,7 +157,7 @@ def render_profile(item: Installed, transaction_id: str | None = None) -> dict[s
     schedule: dict[str, Any] = {
         "id": p.id if s.id is None else s.id,
         "chargingRateUnit": s.unit.value,
-        "chargingSchedulePeriod": _periods(s.periods),
+        "chargingSchedulePeriod": render_periods(s.periods),
     }
     if s.start is not None:
         schedule["startSchedule"] = _time(s.start)
@@ -217,7 +191,7 @@ def render_composite(evse: int, schedule: CompositeSchedule) -> dict[str, Any]:
             "duration": schedule.duration,
             "scheduleStart": _time(schedule.start),
             "chargingRateUnit": schedule.unit.value,
-            "chargingSchedulePeriod": _periods(schedule.periods),
+            "chargingSchedulePeriod": render_periods(schedule.periods),
         },
     }
 
@@ -228,8 +202,8 @@ def render_composite(evse: int, schedule: CompositeSchedule) -> dict[str, Any]:
 def conflict(
     profile: ChargingProfile, evse: int, tx_key: int | None, installed: ProfileSet
 ) -> Refusal | None:
-    """Why `profile` may not join the installed ones on `evse` (K01.FR.39/52/53), or None;
-    `tx_key`: the transaction a TxProfile is for."""
+    """Why `profile` may not join the installed ones on `evse` (K01.FR.06/39/52/53), or
+    None; `tx_key`: the transaction a TxProfile is for."""
     for item in installed:
         other = item.profile
         if (
@@ -246,12 +220,12 @@ def conflict(
                 )
             continue
         if item.connector == evse:
-            # K01.FR.39 refuses it when the validity periods overlap; the core keeps one
-            # profile per purpose and stackLevel on an EVSE, so it is refused whenever:
-            # replacing the other one silently would lose it.
+            if not overlap(profile, other):
+                continue  # K01.FR.06: valid at other times, both are kept
             return Refusal(
                 "DuplicateProfile",
-                f"{PURPOSE_NAMES[profile.purpose]} {other.id} on EVSE {evse} has this stackLevel",
+                f"{PURPOSE_NAMES[profile.purpose]} {other.id} on EVSE {evse} has this stackLevel"
+                " and is valid at the same time",
             )
         if profile.purpose is Purpose.TX_DEFAULT and (item.connector == 0) != (evse == 0):
             return Refusal(
@@ -259,6 +233,20 @@ def conflict(
                 f"TxDefaultProfile {other.id} on EVSE {item.connector} has this stackLevel",
             )
     return None
+
+
+def overlap(a: ChargingProfile, b: ChargingProfile) -> bool:
+    """Whether the validity periods [validFrom, validTo) share a moment (none: unbounded)."""
+    inf = float("inf")
+
+    def span(p: ChargingProfile) -> tuple[float, float]:
+        return (
+            -inf if p.valid_from is None else p.valid_from,
+            inf if p.valid_to is None else p.valid_to,
+        )
+
+    (a_from, a_to), (b_from, b_to) = span(a), span(b)
+    return a_from < b_to and b_from < a_to
 
 
 def check_limits(profile: ChargingProfile, rules: Rules) -> Refusal | None:
@@ -414,7 +402,7 @@ class SmartCharging201:
         )
         if refusal is not None:
             return refusal
-        why = self._smart.set_profile(profile, evse, rules)
+        why = self._smart.set_profile(profile, evse, rules, same_level_replaces=False)
         return None if why is None else Refusal("InvalidSchedule", why)
 
     def _transaction(

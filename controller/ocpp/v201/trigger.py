@@ -35,14 +35,14 @@ from typing import Any
 
 from controller.core.trigger import Scope, trigger_targets
 from controller.ocpp.link import Registration
-from controller.ocpp.rpc import OcppError, Reply
+from controller.ocpp.rpc import Reply
+from controller.ocpp.triggering import Send, accepted, heartbeat, sender
 from controller.ocpp.v16.trigger import FALLBACK_MEASURANDS
 from controller.ocpp.v201.charge_point import connector_status
 from controller.ocpp.v201.transactions import meter_value
 
 log = logging.getLogger("evsed.ocpp")
 
-Send = Callable[[], Awaitable[Any]]
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | Reply]]
 
 # FirmwareStatusEnumType and UploadLogStatusEnumType of 2.0.1
@@ -95,15 +95,7 @@ class TriggerFeature:
             log.info("TriggerMessage for %s refused: %s", requested, e)
             return {"status": "Rejected", "statusInfo": {"reasonCode": e.reason_code}}
         log.info("TriggerMessage: sending %s", requested, extra={"action": "TriggerMessage"})
-
-        async def send_all() -> None:
-            for send in senders:
-                try:
-                    await send()
-                except (OcppError, TimeoutError, ConnectionError) as e:
-                    log.warning("triggered %s failed: %s", requested, e)
-
-        return Reply({"status": "Accepted"}, lambda: self.cp._later(send_all()))
+        return accepted(self.cp, requested, senders)
 
     # --- which EVSEs -------------------------------------------------------------------
 
@@ -118,10 +110,7 @@ class TriggerFeature:
         return targets
 
     def _sender(self, action: str, payload: dict[str, Any]) -> Send:
-        async def send() -> None:
-            await self.cp._call(action, payload)
-
-        return send
+        return sender(self.cp, action, payload)
 
     def _measurands(self, key: str) -> list[str]:
         return list(self.cp.keys.get_list(key)) or FALLBACK_MEASURANDS
@@ -134,11 +123,7 @@ class TriggerFeature:
         return [self.cp.trigger_boot]
 
     def _heartbeat(self, _evse: dict[str, Any] | None) -> list[Send]:
-        async def send() -> None:
-            answer = await self.cp._call("Heartbeat", {})
-            self.cp._set_clock(answer["currentTime"])
-
-        return [send]
+        return [heartbeat(self.cp)]
 
     def _status_notification(self, evse: dict[str, Any] | None) -> list[Send]:
         if evse is None or "connectorId" not in evse:
@@ -184,8 +169,12 @@ class TriggerFeature:
         measurands = self._measurands("MeterValuesSampledData")
 
         async def queue() -> None:
-            """Queued with the transaction's other events: it takes the next seqNo."""
+            """Queued with the transaction's other events: it takes the next seqNo. One
+            that ended meanwhile (its Ended event queued) gets none after that."""
             for number, tx_id in running:
+                if station.transaction_id(number) != tx_id:
+                    log.info("triggered TransactionEvent: transaction %s ended meanwhile", tx_id)
+                    continue
                 samples = station.current_samples(number, measurands, "Trigger")
                 data = {"connector": number, "timestamp": station.clock.stamp()}
                 self.cp.store.enqueue("trigger", data | {"samples": samples}, tx_id)
