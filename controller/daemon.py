@@ -128,12 +128,11 @@ def build_link(config: Config, station: Station, keys: ConfigurationKeys, store:
         else:
             layer = build_201(config, settings, station, keys, store)
         layers.append(layer)
-    primary = layers[0]
-    primary.siblings = layers[1:]
-    # Connection security is set up by the 1.6 security feature when 1.6 is offered.
-    secured = next((layer for layer in layers if layer.link_security is not None), None)
-    if secured is not None:
-        primary.link_security = secured.link_security
+    # The 2.0.1 layer runs the connection when it is configured: its network profiles
+    # say where to connect, whichever version the CSMS then picks.
+    primary = next((layer for layer in layers if layer.VERSION == "2.0.1"), layers[0])
+    primary.siblings = [layer for layer in layers if layer is not primary]
+    primary.offer = tuple(layer.SUBPROTOCOL for layer in layers)
     station.link = primary
     return primary
 

@@ -49,6 +49,9 @@ log = logging.getLogger("evsed.station")
 
 RESTART_REASON = "restart_reason"  # store meta key
 RESERVATIONS = "reservation"  # store record kind, keyed by reservation id
+# Endings of reservations a protocol layer reports (Reservation.reported_by) that no
+# watcher has taken yet, keyed by reservation id: {"reservation": record, "why": Ending}
+ENDINGS = "reservation_ending"
 RESERVATION_RECHECK_S = 10.0  # wall-clock expiry is re-checked this often (the clock may be set)
 CHECKPOINT_S = 5.0  # most energy-reading time a power cut may take from a transaction
 RECENT_FAULTS = 10  # fault changes kept for `evsed status` (memory only)
@@ -134,8 +137,9 @@ class Station:
         # remoteStartId), by connector, until that transaction starts.
         self._remote_details: dict[int, dict[str, Any]] = {}
         # Who hears of each reservation that ends (watch_reservations), and those that
-        # ended before anyone listened (expired while the station was off).
-        self._reservation_watchers: list[Callable[[ReservationEnded], None]] = []
+        # ended before anyone listened (expired while the station was off) whose layer is
+        # not recorded (those whose layer is wait in the store: ENDINGS).
+        self._reservation_watchers: list[Callable[[ReservationEnded], bool]] = []
         self._ended_unwatched: list[ReservationEnded] = []
         # What the CSMS's protocol version asks of the metering (2.0.1's SampledDataCtrlr and
         # AlignedDataCtrlr): the measurands of a sample by its 1.6 key (none: nothing is sent
@@ -196,8 +200,9 @@ class Station:
                 log.error("dropping unreadable reservation record %s: %s", key, e)
                 self.store.delete_record(RESERVATIONS, key)
         # Expired while the station was off: ended now, told to the watchers to come.
-        self._ended_unwatched = self.core.settle_reservations(self.now())
-        for ended in self._ended_unwatched:
+        ended_now = self.core.settle_reservations(self.now())
+        self._ended_unwatched = [e for e in ended_now if e.reservation.reported_by is None]
+        for ended in ended_now:
             self._reservation_ended(ended)
 
     def _close_interrupted(self, tx: TransactionRecord) -> None:
@@ -451,6 +456,7 @@ class Station:
                 effect.id_tag,
                 extra={"connector": effect.connector},
             )
+            self.smart_charging.forget_expected(effect.connector, effect.id_tag)
 
     def _energy(self, connector: int) -> float:
         reading = self.readings[connector - 1]
@@ -621,17 +627,25 @@ class Station:
             answer = await self._authorize(id_tag)
             if not answer.accepted:
                 log.warning("remote start for %s not authorized", id_tag)
+                self._remote_start_failed(connector, id_tag)
                 return
             parent = answer.parent_id_tag
         session = self.core.connector(connector)
         if not session.can_accept_new_session():
             log.warning("remote start: connector %d is no longer free", connector)
+            self._remote_start_failed(connector, id_tag)
             return
         admission = self.core.admission(connector, id_tag, parent)
         if not admission.allowed:
             log.warning("remote start for %s refused: %s", id_tag, admission.why)
+            self._remote_start_failed(connector, id_tag)
             return
         self._after(self.core.authorize_on(connector, id_tag, parent, time.monotonic()))
+
+    def _remote_start_failed(self, connector: int, id_tag: str) -> None:
+        """What a remote start brought for its transaction goes: there will be none."""
+        self._remote_details.pop(connector, None)
+        self.smart_charging.forget_expected(connector, id_tag)
 
     # --- reservations ------------------------------------------------------------------
 
@@ -643,7 +657,9 @@ class Station:
         if answer is not ReserveAnswer.ACCEPTED:
             log.info("reservation %d refused: %s", reservation.id, answer.value, extra=where)
             return answer
-        self.store.put_record(RESERVATIONS, str(reservation.id), reservation.as_record())
+        with self.store.atomic():  # an ending of an earlier one of this id would mislead
+            self.store.put_record(RESERVATIONS, str(reservation.id), reservation.as_record())
+            self.store.delete_record(ENDINGS, str(reservation.id))
         self.core.add_reservation(reservation)
         log.info(
             "reservation %d for %s until %s",
@@ -667,21 +683,42 @@ class Station:
         for ended in self.core.settle_reservations(self.now()):
             self._reservation_ended(ended)
 
-    def watch_reservations(self, watcher: Callable[[ReservationEnded], None]) -> None:
+    def watch_reservations(self, watcher: Callable[[ReservationEnded], bool]) -> None:
         """Tell `watcher` of every reservation that ends (an OCPP layer that reports it),
-        starting with those that ended as the station started."""
+        starting with those that ended before it watched (also in an earlier run). It
+        answers True when it has taken the ending: stored its report, or has none."""
         self._reservation_watchers.append(watcher)
+        for key, record in sorted(self.store.records(ENDINGS).items(), key=lambda kv: int(kv[0])):
+            try:
+                ended = ReservationEnded(
+                    Reservation.from_record(record["reservation"]), Ending(record["why"])
+                )
+            except (ValueError, KeyError, TypeError) as e:
+                log.error("dropping unreadable reservation ending %s: %s", key, e)
+                self.store.delete_record(ENDINGS, key)
+                continue
+            if watcher(ended):
+                self.store.delete_record(ENDINGS, key)
         for ended in self._ended_unwatched:
             watcher(ended)
 
     def _reservation_ended(self, ended: ReservationEnded | None) -> None:
-        """Forget an ended reservation on the card too (before the CSMS hears of it);
-        the watchers hear of it first, so a power cut in between ends it again."""
+        """Forget an ended reservation on the card too. One a layer reports is kept as an
+        ending (in the same write) until a watcher has taken it, so neither a power cut
+        nor the layer's absence loses the report."""
         if ended is None:
             return
+        key, reservation = str(ended.reservation.id), ended.reservation
+        with self.store.atomic():
+            if reservation.reported_by is not None:
+                ending = {"reservation": reservation.as_record(), "why": ended.why.value}
+                self.store.put_record(ENDINGS, key, ending)
+            self.store.delete_record(RESERVATIONS, key)
+        taken = False
         for watcher in self._reservation_watchers:
-            watcher(ended)
-        self.store.delete_record(RESERVATIONS, str(ended.reservation.id))
+            taken = watcher(ended) or taken
+        if taken and reservation.reported_by is not None:
+            self.store.delete_record(ENDINGS, key)
         log.info(
             "reservation %d ended: %s",
             ended.reservation.id,
@@ -695,6 +732,10 @@ class Station:
             if record is not None and record.csms_id == csms_tx_id:
                 return connector
         return None
+
+    def connector_running(self, tx_id: int) -> int | None:
+        """The connector transaction `tx_id` (the store's id) runs on; None: it does not run."""
+        return next((c for c, active in self._active_tx.items() if active == tx_id), None)
 
     def transaction_id(self, connector: int) -> int | None:
         """The store's id of the transaction running on `connector`."""

@@ -14,7 +14,7 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,10 +171,25 @@ class Store:
         rows = self._db.execute("SELECT key, value FROM records WHERE kind = ?", (kind,))
         return {r[0]: json.loads(r[1]) for r in rows}
 
+    def record(self, kind: str, key: str) -> Any | None:
+        """One record (None if absent): a lookup on the key, whatever the kind holds."""
+        row = self._db.execute(
+            "SELECT value FROM records WHERE kind = ? AND key = ?", (kind, key)
+        ).fetchone()
+        return None if row is None else json.loads(row[0])
+
     def put_record(self, kind: str, key: str, value: Any) -> None:
         self._write(
             "INSERT OR REPLACE INTO records VALUES (?, ?, ?)", (kind, key, json.dumps(value))
         )
+
+    def put_records(self, kind: str, items: Mapping[str, Any]) -> None:
+        """Add or replace several records of `kind` in one atomic write."""
+        with self.atomic():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
+                [(kind, key, json.dumps(value)) for key, value in items.items()],
+            )
 
     def delete_record(self, kind: str, key: str) -> None:
         self._write("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
@@ -415,12 +430,23 @@ class Store:
             self._db.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
         )
 
-    def has_pending(self, tx_id: int | None = None) -> bool:
-        """Whether events of transaction `tx_id` (None: of any transaction) wait to be sent."""
+    def start_queued(self, tx_id: int) -> bool:
+        """Whether the transaction's start event is still in the outbox (pending or
+        given up), i.e. it was not delivered."""
+        row = self._db.execute(
+            "SELECT 1 FROM outbox WHERE kind = 'start' AND tx_id = ? LIMIT 1", (tx_id,)
+        ).fetchone()
+        return row is not None
+
+    def has_pending(self, tx_id: int | None = None, after: int | None = None) -> bool:
+        """Whether events of transaction `tx_id` (None: of any transaction) wait to be sent;
+        `after`: only those queued after message `after`."""
         sql = "SELECT 1 FROM outbox WHERE state = 'pending' AND tx_id IS NOT NULL"
         args: tuple[Any, ...] = ()
         if tx_id is not None:
             sql, args = sql + " AND tx_id = ?", (tx_id,)
+        if after is not None:
+            sql, args = sql + " AND id > ?", (*args, after)
         return self._db.execute(sql + " LIMIT 1", args).fetchone() is not None
 
 

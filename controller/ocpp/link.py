@@ -10,7 +10,9 @@ renders and reads its own messages.
 Versions: a layer may be given sibling layers for other versions (`siblings`).
 The station then offers every version's subprotocol, in the configured order,
 and the CSMS's choice decides which layer serves the connection; that layer
-becomes the station's link until the next connection.
+becomes the station's link until the next connection. The layer that runs the
+connection loop decides where to connect (2.0.1's network profiles) whichever
+version the CSMS then picks.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from controller.core.status import Status, StopReason
 from controller.ocpp.rpc import OcppError, Reply, RpcSession, actions
 from controller.ocpp.v16.keys import ConfigurationKeys
 from controller.station import Station
-from controller.store import OutboxMessage, Store
+from controller.store import OutboxMessage, Store, TransactionRecord
 
 log = logging.getLogger("evsed.ocpp")
 
@@ -90,6 +92,7 @@ class OcppLink:
         self.restart_requested: asyncio.Future[StopReason | None] | None = None
         # Layers of other versions this one may hand a connection to (see the docstring).
         self.siblings: list[OcppLink] = []
+        self.offer: tuple[str, ...] = ()
         self._active: OcppLink = self
         # Set by the security feature (controller.ocpp.v16.security): the URL, TLS context and
         # credentials of each connection.
@@ -156,7 +159,8 @@ class OcppLink:
     # --- connection loop ------------------------------------------------------------
 
     def offered(self) -> list[str]:
-        return [self.SUBPROTOCOL] + [s.SUBPROTOCOL for s in self.siblings]
+        """The subprotocols offered, most wanted first (`offer`: the configured order)."""
+        return list(self.offer) or [self.SUBPROTOCOL] + [s.SUBPROTOCOL for s in self.siblings]
 
     def connection_target(self) -> tuple[str, dict[str, Any]]:
         """The URL and websocket options of the next connection attempt."""
@@ -422,9 +426,11 @@ class OcppLink:
                 self._outbox_event.clear()
                 await self._outbox_event.wait()
                 continue
+            prelude = self._prelude(message)
             try:
-                rendered = self.render(message)
+                rendered = self.render(prelude or message)
             except ValueError as e:
+                log.error("a queued %s event is given up: %s", message.kind, e)
                 self.store.mark_failed(message.id, str(e))
                 continue
             if rendered is None:  # nothing this version sends for it
@@ -447,8 +453,22 @@ class OcppLink:
                     log.warning("%s failed (%s); retry in %d s", action, e, delay, extra=where)
                     await asyncio.sleep(delay)
                 continue
+            if prelude is not None:
+                self.taken(prelude, action, answer)  # then the message itself
+                continue
             self.taken(message, action, answer)
             self.store.mark_delivered(message.id)
+
+    def _prelude(self, message: OutboxMessage) -> OutboxMessage | None:
+        """The start a CSMS must get before `message`: its transaction started while the
+        CSMS of another OCPP version was connected, which took its start event."""
+        if message.kind == "start" or message.tx_id is None:
+            return None
+        tx = self.store.transaction(message.tx_id)
+        if tx is None or self.knows(tx) or self.store.start_queued(tx.id):
+            return None
+        log.warning("transaction %d started under another OCPP version: its start first", tx.id)
+        return OutboxMessage(-tx.id, "start", {}, tx.id, 0)
 
     def _time(self, stamp: str) -> str:
         return self.station.clock.resolve(stamp)
@@ -473,6 +493,45 @@ class OcppLink:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("background work failed", exc_info=task.exception())
+
+    # --- remote start (both versions) ---------------------------------------------------
+
+    def remote_start_target(self, connector: int | None, id_tag: str, req: dict[str, Any]) -> Any:
+        """The connector session a remote start goes to, or None: refused (not accepted,
+        a reset under way or scheduled, no free connector for the idTag, or a feature
+        refused it — smart charging keeps a TxProfile it carries)."""
+        if self.registration is not Registration.ACCEPTED or self._resetting:
+            return None
+        authorize_first = self.keys.get_bool("AuthorizeRemoteTxRequests")
+        # Reservations: an idTag's group (parentIdTag) is known once it is authorized.
+        target = self.station.remote_start_target(connector, id_tag, not authorize_first)
+        if target is None:
+            return None
+        hooks = [f for f in self.features if hasattr(f, "prepare_remote_start")]
+        if not all(f.prepare_remote_start(req, target.number) for f in hooks):
+            # What an earlier hook kept for the transaction goes with the refusal.
+            self.station.smart_charging.forget_expected(target.number, id_tag)
+            return None
+        return target
+
+    def start_remotely(
+        self, connector: int, id_tag: str, details: dict[str, Any] | None = None
+    ) -> Callable[[], None]:
+        """What an accepted remote start does once its answer is sent."""
+        authorize_first = self.keys.get_bool("AuthorizeRemoteTxRequests")
+        return lambda: self._later(
+            self.station.remote_start(connector, id_tag, authorize_first, details)
+        )
+
+    def stop_remotely(self, connector: int | None) -> dict[str, Any] | Reply:
+        """The answer to a remote stop of the transaction on `connector` (None: no such
+        transaction runs), stopping it once the answer is sent."""
+        if self.registration is not Registration.ACCEPTED or connector is None:
+            return {"status": "Rejected"}
+        return Reply(
+            {"status": "Accepted"},
+            lambda: self.station.stop_transaction(connector, StopReason.REMOTE),
+        )
 
     # --- reset ------------------------------------------------------------------------
 
@@ -512,6 +571,10 @@ class OcppLink:
 
     def taken(self, message: OutboxMessage, action: str, answer: dict[str, Any]) -> None:
         """The CSMS answered a queued event's CALL."""
+
+    def knows(self, tx: TransactionRecord) -> bool:
+        """Whether this version's CSMS has had the transaction's start."""
+        return True
 
     def _handlers(self) -> dict[str, Handler]:
         raise NotImplementedError

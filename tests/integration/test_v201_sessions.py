@@ -345,7 +345,7 @@ def test_a_fault_is_notified_as_an_event_and_cleared(
     mark = csms.mark()
     daemon.request("fault_raise", kind="rcd", connector=1)
     raised = csms.wait_for("NotifyEvent", after=mark)["eventData"][0]
-    assert raised["component"] == {"name": "Connector", "evse": {"id": 1, "connectorId": 1}}
+    assert raised["component"] == {"name": "EVSE", "evse": {"id": 1}}
     assert (raised["variable"], raised["actualValue"], raised["cleared"]) == (
         {"name": "Problem"},
         "true",
@@ -385,6 +385,94 @@ def test_a_station_of_one_version_is_refused_by_a_csms_of_another(
 ) -> None:
     csms.subprotocols = ("ocpp1.6",)
     daemon = station()
-    time.sleep(1.5)
+    deadline = time.monotonic() + 10
+    while not [e for e in csms.events if e.kind == "rejected"]:
+        assert time.monotonic() < deadline, "the station never tried to connect"
+        time.sleep(0.05)
     assert not csms.calls("BootNotification")
     assert daemon.state()["ocpp"]["connected"] is False
+
+
+def test_a_refused_notify_event_does_not_hold_back_the_faulted_status(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    csms.fail_always("NotifyEvent", "NotImplemented")
+    daemon = station()
+    csms.wait_for("BootNotification")
+    mark = csms.mark()
+    daemon.request("fault_raise", kind="rcd", connector=1)
+    csms.wait_for_record(
+        "StatusNotification", lambda p: p["connectorStatus"] == "Faulted", after=mark
+    )
+
+
+def test_a_scheduled_reset_survives_a_power_cut_and_holds_new_sessions(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    daemon = station(
+        connectors=[{"max_current": 16}, {"max_current": 16}],
+        ocpp={"resume_transactions": True},
+    )
+    csms.wait_for("BootNotification")
+    start_session_201(daemon, csms)
+    assert csms.call("Reset", {"type": "OnIdle"})["status"] == "Scheduled"
+    daemon.wait_status("Unavailable", connector=2)  # no new session meanwhile
+    token = {"idToken": "DRIVER-7", "type": "Central"}
+    request = {"remoteStartId": 3, "idToken": token, "evseId": 2}
+    assert csms.call("RequestStartTransaction", request)["status"] == "Rejected"
+
+    daemon.kill()
+    mark = csms.mark()
+    daemon.start()
+    csms.wait_for("BootNotification", after=mark)
+    daemon.wait_status("Charging")  # the transaction goes on after the power cut
+    daemon.wait_status("Unavailable", connector=2)
+    mark = csms.mark()
+    daemon.request("unplug", connector=1)
+    assert ended_event(csms, after=mark)["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+    boot = csms.wait_for("BootNotification", after=mark, timeout=20)
+    assert boot["reason"] == "RemoteReset"
+
+
+def test_a_transaction_started_under_2_0_1_ends_at_a_1_6_csms(
+    make_daemon: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    """The CSMS moves the station to 1.6 while a session runs: the 1.6 CSMS gets the
+    transaction's start before its stop, so it can book it."""
+    daemon = make_daemon(ocpp={"version": ["2.0.1", "1.6"]})
+    csms.wait_for("BootNotification")
+    start_session_201(daemon, csms)
+    daemon.request("link_cut")
+    csms.wait_disconnected()
+    csms.subprotocols = ("ocpp1.6",)
+    daemon.request("unplug", connector=1)
+    daemon.wait_status("Available")
+    mark = csms.mark()
+    daemon.request("link_restore")
+    stop = csms.wait_for("StopTransaction", after=mark)
+    start = csms.wait_for("StartTransaction", after=mark)
+    assert csms.version_of() == "1.6"
+    assert start["idTag"] == CARD
+    assert stop["transactionId"] == csms.last_transaction_id and stop["reason"] == "EVDisconnected"
+
+
+def test_a_transaction_started_under_1_6_ends_at_a_2_0_1_csms(
+    make_daemon: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    csms.subprotocols = ("ocpp1.6",)
+    daemon = make_daemon(ocpp={"version": ["2.0.1", "1.6"]})
+    csms.wait_for("BootNotification")
+    daemon.request("plug", connector=1)
+    daemon.request("card", uid=CARD)
+    csms.wait_for("StartTransaction")
+    daemon.request("link_cut")
+    csms.wait_disconnected()
+    csms.subprotocols = ("ocpp2.0.1",)
+    daemon.request("unplug", connector=1)
+    daemon.wait_status("Available")
+    mark = csms.mark()
+    daemon.request("link_restore")
+    ended_event(csms, after=mark)
+    (view,) = csms.transaction_events().values()
+    assert view.gap_free() and view.started is not None
+    assert view.started["idToken"]["idToken"] == CARD

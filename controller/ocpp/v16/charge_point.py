@@ -22,7 +22,7 @@ from controller.ocpp.rpc import OcppError, Reply, actions
 from controller.ocpp.v16.data_transfer import EVSED_VENDOR_ID, VendorRegistry, evsed_vendor
 from controller.ocpp.v16.keys import ChangeResult, ConfigurationKeys
 from controller.station import Station
-from controller.store import OutboxMessage, Store
+from controller.store import OutboxMessage, Store, TransactionRecord
 
 log = logging.getLogger("evsed.ocpp")
 
@@ -124,6 +124,9 @@ class ChargePoint16(OcppLink):
             self.station.transaction_confirmed(tx.id, status)
         elif action == "StopTransaction" and tx is not None and "idTagInfo" in answer:
             self._learn(tx.stop_id_tag or tx.id_tag, answer["idTagInfo"])
+
+    def knows(self, tx: TransactionRecord) -> bool:
+        return tx.csms_id is not None
 
     def render(self, message: OutboxMessage) -> tuple[str, dict[str, Any]] | None:
         tx = self.store.transaction(message.tx_id) if message.tx_id is not None else None
@@ -238,37 +241,16 @@ class ChargePoint16(OcppLink):
         return await self.vendors.send(vendor_id, message_id, data)
 
     async def _remote_start(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
-        if self.registration is not Registration.ACCEPTED or self._resetting:
-            return {"status": "Rejected"}
         connector = req.get("connectorId")
         if connector is not None and connector <= 0:
             return {"status": "Rejected"}
-        authorize_first = self.keys.get_bool("AuthorizeRemoteTxRequests")
-        # Reservations: an idTag's group (parentIdTag) is known once it is authorized.
-        target = self.station.remote_start_target(connector, req["idTag"], not authorize_first)
+        target = self.remote_start_target(connector, req["idTag"], req)
         if target is None:
             return {"status": "Rejected"}
-        # A feature may refuse the start or keep part of it (SmartCharging: chargingProfile).
-        hooks = [f for f in self.features if hasattr(f, "prepare_remote_start")]
-        if not all(f.prepare_remote_start(req, target.number) for f in hooks):
-            return {"status": "Rejected"}
-
-        def start() -> None:
-            self._later(self.station.remote_start(target.number, req["idTag"], authorize_first))
-
-        return Reply({"status": "Accepted"}, start)
+        return Reply({"status": "Accepted"}, self.start_remotely(target.number, req["idTag"]))
 
     async def _remote_stop(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
-        if self.registration is not Registration.ACCEPTED:
-            return {"status": "Rejected"}
-        connector = self.station.connector_of_transaction(req["transactionId"])
-        if connector is None:
-            return {"status": "Rejected"}
-
-        def stop() -> None:
-            self.station.stop_transaction(connector, StopReason.REMOTE)
-
-        return Reply({"status": "Accepted"}, stop)
+        return self.stop_remotely(self.station.connector_of_transaction(req["transactionId"]))
 
     async def _reset(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
         reason = StopReason.HARD_RESET if req["type"] == "Hard" else StopReason.SOFT_RESET

@@ -33,7 +33,7 @@ from controller.ocpp.v201.id_tokens import TokenTypes, id_tag_info, local_list_e
 from controller.ocpp.v201.network import BUILTIN_SLOT
 from controller.ocpp.v201.transactions import CHARGING_STATES, TransactionEvents
 from controller.station import Station
-from controller.store import OutboxMessage, Store
+from controller.store import OutboxMessage, Store, TransactionRecord
 
 log = logging.getLogger("evsed.ocpp")
 
@@ -58,6 +58,7 @@ def connector_status(status: Status) -> str:
 
 
 EVENT_IDS = "event_id"  # meta key: the last NotifyEvent eventId
+RESET_ON_IDLE = "reset_on_idle"  # meta key: a Reset OnIdle waits for the transactions
 
 
 class ChargePoint201(OcppLink):
@@ -69,7 +70,7 @@ class ChargePoint201(OcppLink):
     ) -> None:
         super().__init__(settings, station, keys, store)
         free_vend = station.core.connectors[0].settings.free_vend_id_tag
-        self.tokens = TokenTypes(store, free_vend)
+        self.tokens = TokenTypes(store, free_vend, station.authorizer.list_token_type)
         self.events = TransactionEvents(store, self.tokens, self._time, self._sent_time)
         self.vendors = VendorRegistry(self._call, lambda: self.online)
         self.vendors.register_vendor(EVSED_VENDOR_ID, evsed_vendor(self))
@@ -110,8 +111,8 @@ class ChargePoint201(OcppLink):
     def connection_opened(self, layer: OcppLink) -> None:
         super().connection_opened(layer)
         profiles = self.network_profiles
-        if layer is self and profiles is not None and profiles.connected(self._attempt_slot):
-            self.registration = Registration.NONE  # another CSMS: register again
+        if profiles is not None and profiles.connected(self._attempt_slot):
+            layer.registration = Registration.NONE  # another CSMS: register again
 
     def connection_failed(self, error: BaseException) -> None:
         super().connection_failed(error)
@@ -175,19 +176,27 @@ class ChargePoint201(OcppLink):
 
     async def trigger_boot(self) -> None:
         """A BootNotification the CSMS asked for (TriggerMessage)."""
-        self._boot_reason = "Triggered"
-        await self.boot_notification()
+        reason, self._boot_reason = self._boot_reason, "Triggered"
+        try:
+            await self.boot_notification()
+        finally:
+            self._boot_reason = reason
 
     async def send_status(self, connector: int, status: Status, timestamp: str) -> None:
-        await self._notify_problem(connector, status, timestamp)
-        if connector == 0:
-            return  # 2.0.1 reports connectors only; the station's problems go by NotifyEvent
+        """The status first (a CSMS that refuses NotifyEvent must still see Faulted),
+        then the problem's event."""
         reported = connector_status(status)
-        if self._sent_status.get(connector) == reported:
-            return  # a change within Occupied (Preparing -> Charging) is not a 2.0.1 change
-        payload = {"timestamp": timestamp, "connectorStatus": reported}
-        await self._call("StatusNotification", payload | {"evseId": connector, "connectorId": 1})
-        self._sent_status[connector] = reported
+        # Connector 0 is not reported in 2.0.1: the station's problems go by NotifyEvent,
+        # and a change within Occupied (Preparing -> Charging) is not a 2.0.1 change.
+        if connector and self._sent_status.get(connector) != reported:
+            payload: dict[str, Any] = {"timestamp": timestamp, "connectorStatus": reported}
+            payload |= {"evseId": connector, "connectorId": 1}
+            await self._call("StatusNotification", payload)
+            self._sent_status[connector] = reported
+        try:
+            await self._notify_problem(connector, status, timestamp)
+        except (OcppError, TimeoutError) as e:
+            log.warning("NotifyEvent failed: %s", e)
 
     async def _serve(self, ws: Any) -> None:
         # B04: after an outage within OfflineThreshold only the statuses that changed are
@@ -226,11 +235,11 @@ class ChargePoint201(OcppLink):
         was = self._problems.get(connector, "NoError")
         if status.error_code == was:
             return
-        self._problems[connector] = status.error_code
         cleared = status.error_code == "NoError"
+        # The device model's Problem variables: ChargingStation's and each EVSE's.
         component: dict[str, Any] = {"name": "ChargingStation"}
         if connector:
-            component = {"name": "Connector", "evse": {"id": connector, "connectorId": 1}}
+            component = {"name": "EVSE", "evse": {"id": connector}}
         event_id = int(self.store.get_meta(EVENT_IDS) or 0) + 1
         self.store.set_meta(EVENT_IDS, str(event_id))
         tech = was if cleared else status.error_code
@@ -251,6 +260,10 @@ class ChargePoint201(OcppLink):
             "NotifyEvent",
             {"generatedAt": self.station.clock.iso(), "seqNo": 0, "eventData": [event]},
         )
+        self._problems[connector] = status.error_code  # told: not again
+
+    def knows(self, tx: TransactionRecord) -> bool:
+        return self.events.numbered(tx.id)
 
     def render(self, message: OutboxMessage) -> tuple[str, dict[str, Any]] | None:
         tx = self.store.transaction(message.tx_id) if message.tx_id is not None else None
@@ -307,11 +320,10 @@ class ChargePoint201(OcppLink):
         return {"versionNumber": self.station.authorizer.list_version()}
 
     async def _send_local_list(self, req: dict[str, Any]) -> dict[str, Any]:
+        # Translated off the loop (100,000 entries take tens of ms); the entries' token
+        # types are kept with the list, written with it off the loop too.
         entries = req.get("localAuthorizationList", [])
-        for entry in entries:
-            if "idTokenInfo" in entry:
-                self.tokens.learn(entry["idToken"])
-        neutral = [local_list_entry(e) for e in entries]
+        neutral = await asyncio.to_thread(lambda: [local_list_entry(e) for e in entries])
         full = req["updateType"] == "Full"
         return {"status": await apply_local_list(self.station, req["versionNumber"], full, neutral)}
 
@@ -337,45 +349,21 @@ class ChargePoint201(OcppLink):
         }
 
     async def _request_start(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
-        if self.registration is not Registration.ACCEPTED or self._resetting:
-            return {"status": "Rejected"}
         evse = req.get("evseId")
         if evse is not None and not 1 <= evse <= len(self.station.core.connectors):
             return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
         id_token = req["idToken"]
         tag = str(id_token["idToken"])
-        authorize_first = self.keys.get_bool("AuthorizeRemoteTxRequests")
-        target = self.station.remote_start_target(evse, tag, not authorize_first)
+        target = None if self._reset_scheduled else self.remote_start_target(evse, tag, req)
         if target is None:
-            return {"status": "Rejected"}
-        # A feature may refuse the start or keep part of it (smart charging: chargingProfile).
-        hooks = [f for f in self.features if hasattr(f, "prepare_remote_start")]
-        if not all(f.prepare_remote_start(req, target.number) for f in hooks):
             return {"status": "Rejected"}
         self.tokens.learn(id_token)
         details = {"remote_start_id": req["remoteStartId"]}
-
-        def start() -> None:
-            self._later(self.station.remote_start(target.number, tag, authorize_first, details))
-
-        return Reply({"status": "Accepted"}, start)
+        return Reply({"status": "Accepted"}, self.start_remotely(target.number, tag, details))
 
     async def _request_stop(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
-        if self.registration is not Registration.ACCEPTED:
-            return {"status": "Rejected"}
         tx_id = self.events.tx_of(req["transactionId"])
-        connector = next(
-            (c.number for c in self.station.core.connectors
-             if tx_id is not None and self.station.transaction_id(c.number) == tx_id),
-            None,
-        )  # fmt: skip
-        if connector is None:
-            return {"status": "Rejected"}
-
-        def stop() -> None:
-            self.station.stop_transaction(connector, StopReason.REMOTE)
-
-        return Reply({"status": "Accepted"}, stop)
+        return self.stop_remotely(None if tx_id is None else self.station.connector_running(tx_id))
 
     async def _reset(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
         if "evseId" in req:  # an EVSE cannot be reset on its own here
@@ -389,16 +377,29 @@ class ChargePoint201(OcppLink):
                 {"status": "Accepted"}, lambda: self._later(self.reset(StopReason.SOFT_RESET))
             )
         if not self._reset_scheduled:
-            self._reset_scheduled = True
-            self._later(self._reset_when_idle())
+            self.store.set_meta(RESET_ON_IDLE, "1")  # a power cut does not cancel it
+            self._schedule_reset()
         return {"status": "Scheduled"}
 
+    def _schedule_reset(self) -> None:
+        """Reset OnIdle while a transaction runs: no new session starts meanwhile (idle
+        connectors are Unavailable, RequestStartTransaction is Rejected), and the reset
+        comes once the last transaction has ended."""
+        self._reset_scheduled = True
+        self.station.hold_new_sessions(True)
+        self._later(self._reset_when_idle())
+
     async def _reset_when_idle(self) -> None:
-        """Reset OnIdle while a transaction runs: once the last one has ended."""
         log.info("reset scheduled: waiting for the transactions to end")
         while self.station.has_running_transactions():
             await asyncio.sleep(0.5)
+        self.store.set_meta(RESET_ON_IDLE, None)
         await self.reset(StopReason.SOFT_RESET)
+
+    async def run(self) -> None:
+        if self.store.get_meta(RESET_ON_IDLE):  # scheduled before a restart or power cut
+            self._schedule_reset()
+        await super().run()
 
     async def _unlock_connector(self, req: dict[str, Any]) -> dict[str, Any]:
         connector = self._connector_of_evse(

@@ -12,7 +12,9 @@ sent:
   a restart carries the same number and numbers never skip;
 * the last charging state queued.
 
-Only the oldest queued message can have been sent without an answer, so only it
+Nothing of a transaction follows its Ended event: a row queued after the stop one
+(a TriggerMessage answered just before the transaction ended) is given up. Only the
+oldest queued message can have been sent without an answer, so only it
 can hold a seqNo; thinning the queue (Store.thin) keeps each transaction's first
 meter value, so it never makes a number go missing.
 
@@ -125,6 +127,11 @@ class TransactionEvents:
                 return int(key)
         return None
 
+    def numbered(self, tx_id: int) -> bool:
+        """Whether a message of the transaction has been numbered (its Started first)."""
+        found = self.store.records(RECORDS).get(str(tx_id))
+        return found is not None and int(found.get("next", 0)) > 0
+
     def charging_state_changes(self, tx_id: int, state: str) -> bool:
         """Whether `state` differs from the charging state last queued for the
         transaction (its Started event says EVConnected); if so, it is kept as that."""
@@ -155,7 +162,11 @@ class TransactionEvents:
         if record is None:
             return
         if message.kind == "stop":
-            self.store.delete_record(RECORDS, str(message.tx_id))
+            if self.store.has_pending(message.tx_id, after=message.id):
+                # Kept, ended, until the rows queued after it are given up (render).
+                self.store.put_record(RECORDS, str(message.tx_id), record | {"ended": True})
+            else:
+                self.store.delete_record(RECORDS, str(message.tx_id))
             return
         record = dict(record)
         record["seq"] = {k: v for k, v in record["seq"].items() if k != str(message.id)}
@@ -174,6 +185,8 @@ class TransactionEvents:
             }
         if tx is None:
             raise ValueError(f"a {message.kind} event without its transaction")
+        if message.kind != "stop":
+            self._not_after_ended(message, tx.id)
         if message.kind == "start":
             return self._started(message, tx)
         if message.kind == "stop":
@@ -195,6 +208,16 @@ class TransactionEvents:
                 message, tx, "Updated", "ChargingStateChanged", data["timestamp"], state
             )
         raise ValueError(f"unknown event kind {message.kind}")
+
+    def _not_after_ended(self, message: OutboxMessage, tx_id: int) -> None:
+        """ValueError (given up) for an event queued after the transaction's Ended one
+        was rendered; the transaction's record goes with the last of them."""
+        found = self.store.records(RECORDS).get(str(tx_id))
+        if found is None or not found.get("ended"):
+            return
+        if not self.store.has_pending(tx_id, after=message.id):
+            self.store.delete_record(RECORDS, str(tx_id))
+        raise ValueError(f"a {message.kind} event of transaction {tx_id} after its Ended event")
 
     def _started(self, message: OutboxMessage, tx: TransactionRecord) -> tuple[str, dict[str, Any]]:
         data = message.data
@@ -226,6 +249,9 @@ class TransactionEvents:
         name, payload = self._event(
             message, tx, "Ended", trigger, stopped_at, state, meter=[*kept, final]
         )
+        record = self.record(tx.id)
+        if not record.get("ended"):  # what is queued after it is not sent
+            self.store.put_record(RECORDS, str(tx.id), record | {"ended": True})
         payload["timestamp"] = stamp
         payload["transactionInfo"]["stoppedReason"] = stopped_reason
         if tx.stop_id_tag:
