@@ -157,6 +157,19 @@ def test_get_an_attribute_the_variable_lacks(world: World) -> None:
     assert "attributeValue" not in result
 
 
+def test_an_evse_power_reports_what_it_draws_and_the_most_it_can(world: World) -> None:
+    """EVSE.Power: Actual is the power now, MaxSet the EVSE's maximum; no MinSet."""
+    evse = {"name": "EVSE", "evse": {"id": 2}}
+    most = get(world.model, evse, "Power", attributeType="MaxSet")
+    assert (most["attributeStatus"], most["attributeValue"]) == ("Accepted", "7400")
+    assert get(world.model, evse, "Power")["attributeStatus"] == "Accepted"
+    least = get(world.model, evse, "Power", attributeType="MinSet")
+    assert least["attributeStatus"] == "NotSupportedAttributeType"
+    (data,) = world.model.report([], [{"component": evse, "variable": {"name": "Power"}}])
+    assert [a["type"] for a in data["variableAttribute"]] == ["Actual", "MaxSet"]
+    assert data["variableAttribute"][1]["value"] == "7400"
+
+
 def test_get_a_write_only_variable_is_rejected(world: World) -> None:
     world.keys.change("AuthorizationKey", "0123456789abcdef0123")
     result = get(world.model, "SecurityCtrlr", "BasicAuthPassword")

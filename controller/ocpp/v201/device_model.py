@@ -534,6 +534,8 @@ def station_variables(station: StationDescription, live: StationLive) -> list[Va
                 read=power(n),
                 unit="W",
                 max_limit=evse.max_power_w,
+                # Actual: the power now; MaxSet: the most this EVSE can deliver.
+                attributes=(Attribute.ACTUAL, Attribute.MAX_SET),
             ),
             VariableSpec(
                 "EVSE", "Problem", DataType.BOOLEAN, ro, evse=n, read=flag(live.problem, n)
@@ -720,6 +722,9 @@ class DeviceModel:
                 return spec.read()
             if spec.key is not None:
                 return self._keys.get(spec.key)
+        elif spec.read is not None:  # a live value's MinSet / MaxSet: the limits it has
+            limit = spec.max_limit if attribute is Attribute.MAX_SET else spec.min_limit
+            return "" if limit is None else _number(limit)
         return self._own[spec.storage_name(attribute)]
 
     def _reporting_size(self) -> int:
