@@ -1,17 +1,18 @@
-"""The Local Authorization List and the Authorization Cache, on the station's database.
+"""The Local Authorization List and the Authorization Cache, on their own database.
 
-Both live in the same SQLite file as everything else (`controller.store`), on
-the connection the Store opened (WAL, synchronous=FULL, autocommit), so a list
-update is as durable as a transaction record and a power cut mid-update leaves
-the old list or the new one, never a mix.
+Both live in `auth.db` in the state directory (see controller.authorizer, which
+opens it: WAL, synchronous=FULL, autocommit), so a list update is as durable as
+a transaction record and a power cut mid-update leaves the old list or the new
+one, never a mix. A list entry's OCPP 2.0.1 token type, if the list named one,
+is kept beside it and changes with it.
 
 Card taps must not wear the SD card: a lookup never writes. The cache's
 least-recently-used order is kept in memory between writes and folded into the
 next write the cache makes anyway (`cache_update`, after an Authorize.conf).
 Losing that order in a power cut only makes eviction slightly less accurate.
 
-Not thread-safe: the connection is shared with the Store, and a transaction
-here spans several statements; call both from one thread (or under one lock).
+Not thread-safe: a transaction here spans several statements; use one
+connection from one thread (the Authorizer has a writer and a reader).
 """
 
 from __future__ import annotations
