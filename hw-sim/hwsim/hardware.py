@@ -362,6 +362,12 @@ class SimMeter(_FaultSource):
         self.advance()
         return self._energy_wh
 
+    @property
+    def register_wh(self) -> float:
+        """The register as of the last advance (what a save writes: never less than any
+        reading the daemon has had)."""
+        return self._energy_wh
+
     def set_energy(self, wh: float) -> None:
         if not math.isfinite(wh) or wh < 0:
             raise ValueError(f"meter register {wh!r} Wh must be a finite number >= 0")
@@ -371,11 +377,12 @@ class SimMeter(_FaultSource):
     async def read(self) -> MeterReading:
         if not self.online:
             raise OSError("meter not answering")
+        self.advance()
         if self.after_read is not None:
             self.after_read()  # the register is saved before anyone sees this reading
         v = self.voltage_v
         return MeterReading(
-            energy_wh=self.energy_wh,
+            energy_wh=self.register_wh,  # the value saved, not a later one
             power_w=self.power_w(),
             current_a=self._currents(),
             voltage_v=(v, v, v),
@@ -561,7 +568,7 @@ class SimHardware:
             return
         world = {
             "connectors": [
-                {"energy_wh": c.meter.energy_wh, "plugged": c.ev.plugged, "asking": c.ev.asking}
+                {"energy_wh": c.meter.register_wh, "plugged": c.ev.plugged, "asking": c.ev.asking}
                 for c in self.connectors
             ]
         }

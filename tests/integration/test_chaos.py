@@ -24,9 +24,10 @@ power-path log (hardware.sim_event_log) shows the contactor closing only in stat
 or D with the PWM on, inside a session the driver was authorized for, and opening as
 the next thing whenever the pilot left C/D while it was closed.
 
-Default: three fixed seeds (two with one connector, one with two), six charging
-sessions each, about 40 s in all. Run with -s to see a summary per seed (sessions,
-faults injected, messages, retransmissions the CSMS recognised). A longer run by
+Default: three fixed seeds over OCPP 1.6 (two with one connector, one with two) and
+one over 2.0.1 (one connector), six charging sessions each, about 55 s in all. Run
+with -s to see a summary per seed (sessions, faults injected, messages,
+retransmissions the CSMS recognised). A longer run by
 hand (some 2-3 s per session; this one takes over an hour):
 
     EVSED_CHAOS_SESSIONS=200 EVSED_CHAOS_SEEDS=5 \\
@@ -36,6 +37,20 @@ EVSED_CHAOS_SESSIONS is the number of sessions that charge per run (refused card
 come on top); EVSED_CHAOS_SEEDS a count (seeds 1..N) or a comma-separated list of
 seeds; EVSED_CHAOS_CONNECTORS (1 or 2) restricts the long run to one station
 layout (default: both, for every seed). A failure prints the seed's daemon log.
+
+OCPP 2.0.1: the same driver and faults over 2.0.1 (the daemon with `[ocpp] version =
+"2.0.1"`, the CSMS accepting only "ocpp2.0.1"). The CALLERRORs, unanswered calls and
+kills on an answer then hit TransactionEvent, and the CSMS's view is
+`CsmsThread.transaction_events()`: every transaction the station ran is exactly one
+2.0.1 transaction, with one Started and one Ended event, gap-free seqNos, the
+expected stoppedReason, an energy register that never goes down over its events and
+an Ended energy equal to the store's meter_stop. The default run has one small 2.0.1
+case; EVSED_CHAOS_OCPP=2.0.1 (or "both"; default 1.6) selects the version of a
+long run:
+
+    EVSED_CHAOS_OCPP=2.0.1 EVSED_CHAOS_SESSIONS=100 EVSED_CHAOS_SEEDS=2 \\
+        EVSED_CHAOS_CONNECTORS=1 .venv/bin/python -m pytest -q \\
+        tests/integration/test_chaos.py::test_chaos -s
 """
 
 from __future__ import annotations
@@ -51,6 +66,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -59,23 +75,25 @@ import pytest
 
 from controller.control import ControlError
 from hwsim.csms import CsmsThread, NotConnectedError, Record, TransactionView
+from hwsim.csms_v201 import TransactionEvents
 from hwsim.event_log import read_events
 from tests.integration.harness import CARD, Daemon
 
 KNOWN = ["0A000001", "0A000002", "0A000003"]  # Accepted by the CSMS (unless revoked)
 UNKNOWN = "0BADCAFE"  # Invalid at the CSMS
 TX_ACTIONS = ("StartTransaction", "MeterValues", "StopTransaction")
+V201 = "2.0.1"
 ATTEMPTS = 5  # TransactionMessageAttempts
 ENERGY = "Energy.Active.Import.Register"
 WAIT = 30.0  # generous: the machine may be busy; every wait polls a condition
 
 
-def _cases() -> list[tuple[int, int, int]]:
-    """(seed, connectors, sessions) per run."""
+def _cases() -> list[tuple[int, int, int, str]]:
+    """(seed, connectors, sessions, OCPP version) per run."""
     seeds_env = os.environ.get("EVSED_CHAOS_SEEDS")
     sessions_env = os.environ.get("EVSED_CHAOS_SESSIONS")
     if not seeds_env and not sessions_env:
-        return [(2, 1, 6), (4, 1, 6), (3, 2, 6)]
+        return [(2, 1, 6, "1.6"), (4, 1, 6, "1.6"), (3, 2, 6, "1.6"), (2, 1, 6, V201)]
     seeds_env = seeds_env or "3"
     if "," in seeds_env:
         seeds = [int(s) for s in seeds_env.split(",") if s.strip()]
@@ -87,7 +105,24 @@ def _cases() -> list[tuple[int, int, int]]:
         if ("EVSED_CHAOS_CONNECTORS" in os.environ)
         else [1, 2]
     )
-    return [(seed, n, sessions) for seed in seeds for n in layouts]
+    version = os.environ.get("EVSED_CHAOS_OCPP", "1.6")
+    versions = ["1.6", V201] if version == "both" else [version]
+    assert set(versions) <= {"1.6", V201}, f"EVSED_CHAOS_OCPP={version}: 1.6, 2.0.1 or both"
+    return [(seed, n, sessions, v) for v in versions for seed in seeds for n in layouts]
+
+
+@pytest.fixture
+def ocpp() -> str:
+    """The OCPP version of the test (test_chaos parametrizes it)."""
+    return "1.6"
+
+
+@pytest.fixture
+def csms(ocpp: str) -> Iterator[CsmsThread]:
+    """The test CSMS, speaking only the test's OCPP version."""
+    subprotocols = ("ocpp2.0.1",) if ocpp == V201 else ("ocpp1.6",)
+    with CsmsThread(id_tags={CARD: "Accepted"}, subprotocols=subprotocols) as central:
+        yield central
 
 
 def _time(stamp: str) -> datetime:
@@ -175,10 +210,17 @@ class AnswerKiller:
 
 class Chaos:
     def __init__(
-        self, seed: int, connectors: int, sessions: int, daemon: Daemon, csms: CsmsThread
+        self,
+        seed: int,
+        connectors: int,
+        sessions: int,
+        daemon: Daemon,
+        csms: CsmsThread,
+        ocpp: str = "1.6",
     ) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
+        self.ocpp = ocpp
         self.connectors = connectors
         self.target = sessions
         self.daemon = daemon
@@ -195,6 +237,10 @@ class Chaos:
         self.counts: Counter[str] = Counter()
         self.meter_down: dict[int, float] = {}  # connector -> when its meter comes back
         self.reader_down_until: float | None = None
+
+    def tx_action(self, action: str) -> str:
+        """The call that carries a 1.6 transaction message in this test's OCPP version."""
+        return "TransactionEvent" if self.ocpp == V201 else action
 
     # --- observing the daemon -----------------------------------------------------
 
@@ -425,7 +471,7 @@ class Chaos:
             action = {"start": "StartTransaction", "stop": "StopTransaction"}[
                 self.rng.choice(kinds)
             ]
-            self.kill_on_answer(action, restore)
+            self.kill_on_answer(self.tx_action(action), restore)
         else:
             restore()
 
@@ -436,7 +482,7 @@ class Chaos:
             return
         if self.db("SELECT 1 FROM outbox WHERE state = 'pending' AND attempts > 0"):
             return
-        action = self.rng.choice(TX_ACTIONS)
+        action = self.tx_action(self.rng.choice(TX_ACTIONS))
         if self.rng.random() < 0.55:
             count = self.rng.randint(1, 2)
             self.csms.fail_next(action, self.rng.choice(["InternalError", "GenericError"]), count)
@@ -553,7 +599,7 @@ class Chaos:
         if not revoked:  # a revoked card's transaction must end by the CSMS's answer
             faults += [(0.1, self.kill), (0.06, self.term)]
             if self.active and not self.offline():
-                faults.append((0.06, lambda: self.kill_on_answer("MeterValues")))
+                faults.append((0.06, lambda: self.kill_on_answer(self.tx_action("MeterValues"))))
         if not self.offline():
             faults += [(0.3, self.cut), (0.1, self.outage)]
         elif not revoked:
@@ -663,6 +709,88 @@ def check(chaos: Chaos) -> dict[int, TransactionView]:
     return views
 
 
+def _begin_end(event: dict[str, Any], context: str) -> float:
+    """The energy register of a Started (Transaction.Begin) or Ended (Transaction.End) event."""
+    (value,) = [
+        float(sample["value"])
+        for mv in event.get("meterValue", [])
+        for sample in mv["sampledValue"]
+        if sample.get("context") == context and sample.get("measurand") == ENERGY
+    ]
+    return value
+
+
+def check_201(chaos: Chaos) -> dict[str, TransactionEvents]:
+    """`check` for OCPP 2.0.1: the CSMS's view is its TransactionEvents."""
+    csms = chaos.csms
+    views = csms.transaction_events()
+    rows = chaos.db(
+        "SELECT id, connector, id_tag, meter_start_wh, meter_stop_wh, stop_reason"
+        " FROM transactions ORDER BY id"
+    )
+    ran = [a for a in chaos.attempts if a.accepted]
+
+    assert chaos.db("SELECT id, kind, last_error FROM outbox") == [], "undelivered messages"
+    assert chaos.db("SELECT count(*) FROM records WHERE kind = 'tx201'") == [(0,)], (
+        "a transaction's 2.0.1 record outlived its Ended event"
+    )
+    assert [r[0] for r in rows] == [a.tx for a in ran]
+    assert all(a.charged for a in ran), "every accepted session closed the contactor"
+
+    # One 2.0.1 transaction per station transaction, in the order they started (the
+    # outbox delivers one message at a time, oldest first).
+    assert len(views) == len(rows), (
+        f"{len(rows)} transactions at the station, {len(views)} at the CSMS: "
+        f"{[(v.transaction_id, v.seq_nos, v.trigger_reasons) for v in views.values()]}"
+    )
+    for row, (tx_id, view), attempt in zip(rows, views.items(), ran, strict=True):
+        where = f"transaction {tx_id} ({attempt}): events {view.distinct_events()}"
+        _id, connector, id_tag, start_wh, stop_wh, reason = row
+        events = view.distinct_events()
+        assert [e["eventType"] for e in events].count("Started") == 1, where
+        assert [e["eventType"] for e in events].count("Ended") == 1, where
+        assert view.gap_free(), f"{where}: seqNos {view.seq_nos}"
+        started, ended = view.started, view.ended
+        assert started is not None and ended is not None, where
+        assert sorted(events, key=lambda e: e["seqNo"])[0]["eventType"] == "Started", where
+        assert sorted(events, key=lambda e: e["seqNo"])[-1]["eventType"] == "Ended", where
+        assert started["evse"]["id"] == connector == attempt.connector, where
+        assert started["idToken"]["idToken"] == id_tag == attempt.card, where
+        assert reason == attempt.reason, where
+        assert view.stopped_reason == reason, f"{where}: stoppedReason {view.stopped_reason}"
+        assert _begin_end(started, "Transaction.Begin") == round(start_wh, 3), where
+        assert _begin_end(ended, "Transaction.End") == round(stop_wh, 3), where
+        began, over = _time(started["timestamp"]), _time(ended["timestamp"])
+        assert began <= over, where
+        values = sorted(view.meter_values(), key=lambda mv: _time(mv["timestamp"]))
+        for mv in values:
+            assert began <= _time(mv["timestamp"]) <= over, f"{where}: {mv}"
+        energy = [
+            float(sample["value"])
+            for mv in values
+            for sample in mv["sampledValue"]
+            if sample.get("measurand", ENERGY) == ENERGY
+        ]
+        assert energy == sorted(energy), f"{where}: energy {energy}"
+        assert energy[-1] == round(stop_wh, 3), f"{where}: energy {energy}"
+        assert chaos.csms_status.get(id_tag) != "Invalid", f"{where}: an unknown card"
+
+    for connector in range(1, chaos.connectors + 1):
+        mine = [v for v in views.values() if v.started and v.started["evse"]["id"] == connector]
+        for before, after in itertools.pairwise(mine):
+            assert before.ended is not None and after.started is not None
+            assert _time(before.ended["timestamp"]) <= _time(after.started["timestamp"])
+            end_wh = _begin_end(before.ended, "Transaction.End")
+            begin_wh = _begin_end(after.started, "Transaction.Begin")
+            assert end_wh <= begin_wh, (before.ended, after.started)
+
+    for attempt in chaos.attempts:
+        assert attempt.accepted == attempt.expected, attempt
+        if attempt.card == UNKNOWN:
+            assert not attempt.accepted, attempt
+    return views
+
+
 @dataclass
 class PowerPath:
     """What the power-path check saw: contactor closings and the reaction times (s)
@@ -736,6 +864,29 @@ def summary(
     )
 
 
+def summary_201(
+    chaos: Chaos, views: dict[str, TransactionEvents], power: PowerPath, elapsed: float
+) -> str:
+    records = chaos.csms.records
+    calls = [r for r in records if r.direction == "in" and r.message_type == "CALL"]
+    tx_calls = [r for r in calls if r.action == "TransactionEvent"]
+    resent = Counter(r.payload["eventType"] for v in views.values() for r in v.retransmitted)
+    reasons = Counter(v.stopped_reason for v in views.values())
+    offline_events = sum(sum(v.offline_flags) for v in views.values())
+    offline = sum(1 for a in chaos.attempts if not a.online)
+    faults = ", ".join(f"{k} {v}" for k, v in sorted(chaos.counts.items()))
+    return (
+        f"chaos OCPP 2.0.1 seed {chaos.seed}, {chaos.connectors} connector(s), "
+        f"{elapsed:.1f} s: {len(chaos.attempts)} sessions ({offline} decided offline), "
+        f"{len(views)} transactions, stoppedReasons {dict(reasons)}; {faults}; "
+        f"{len(calls)} calls from the station ({len(tx_calls)} TransactionEvents, "
+        f"{offline_events} events flagged offline); retransmissions recognised: "
+        f"{dict(resent) or 0}; contactor closed {power.closings} times, only in authorized "
+        f"C/D; pilot left C/D while closed {len(power.reactions)} times, opened after "
+        f"{_ms(power.reactions)}"
+    )
+
+
 def _ms(values: list[float]) -> str:
     if not values:
         return "-"
@@ -747,9 +898,9 @@ def _ms(values: list[float]) -> str:
     )
 
 
-@pytest.mark.parametrize(("seed", "connectors", "sessions"), _cases())
+@pytest.mark.parametrize(("seed", "connectors", "sessions", "ocpp"), _cases())
 def test_chaos(
-    make_daemon: Any, csms: CsmsThread, seed: int, connectors: int, sessions: int
+    make_daemon: Any, csms: CsmsThread, seed: int, connectors: int, sessions: int, ocpp: str
 ) -> None:
     began = time.monotonic()
     csms.id_tags = {**dict.fromkeys(KNOWN, "Accepted")}
@@ -768,14 +919,20 @@ def test_chaos(
         connectors=[{"max_current": 16}] * connectors,
         csms={"response_timeout": 3},
         hardware={"sim_event_log": True},
+        ocpp={"version": ocpp},
     )
-    chaos = Chaos(seed, connectors, sessions, daemon, csms)
+    chaos = Chaos(seed, connectors, sessions, daemon, csms, ocpp)
     chaos.wait_link()
     for connector in range(1, connectors + 1):
         daemon.request("meter_set", connector=connector, wh=1000.0 * connector)
     chaos.run()
-    views = check(chaos)
     events = read_events(daemon.dir / "state" / "sim-events.jsonl")
+    if ocpp == V201:
+        views_201 = check_201(chaos)
+        power = check_power_path(events, chaos.attempts)
+        print("\n" + summary_201(chaos, views_201, power, time.monotonic() - began))
+        return
+    views = check(chaos)
     power = check_power_path(events, chaos.attempts)
     print("\n" + summary(chaos, views, power, time.monotonic() - began))
 
