@@ -31,7 +31,6 @@ import logging
 import re
 import threading
 import uuid
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -125,9 +124,6 @@ def safe_name(url: str) -> str:
 
 
 # One per store: every version's layer of a station shares it.
-_SHARED: weakref.WeakKeyDictionary[Any, FirmwareUpdates] = weakref.WeakKeyDictionary()
-
-
 class FirmwareUpdates:
     """The firmware job of one station (see the module docstring)."""
 
@@ -135,9 +131,7 @@ class FirmwareUpdates:
     def of(cp: Any, voice: FirmwareVoice) -> FirmwareUpdates:
         """The station's firmware job (made by the first layer that asks), which `cp`
         will report in `voice`'s words."""
-        found = _SHARED.get(cp.store)
-        if found is None:
-            found = _SHARED[cp.store] = FirmwareUpdates(cp)
+        found = cp.store.shared("firmware", lambda: FirmwareUpdates(cp))
         found.speak(cp, voice)
         return found
 

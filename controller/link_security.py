@@ -38,7 +38,6 @@ import base64
 import logging
 import ssl
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -224,9 +223,6 @@ def hash_data_json(data: CertificateHashData) -> dict[str, str]:
 
 
 # One per store: every version's layer of a station shares it.
-_SHARED: weakref.WeakKeyDictionary[Any, LinkSecurity] = weakref.WeakKeyDictionary()
-
-
 class LinkSecurity:
     """The station's security state and rules, shared by its version layers. `cp` is any
     layer (OcppLink): its settings, station, store and keys are the station's."""
@@ -259,9 +255,7 @@ class LinkSecurity:
     @staticmethod
     def of(cp: Any) -> LinkSecurity:
         """The station's LinkSecurity (made by the first layer that asks)."""
-        found = _SHARED.get(cp.store)
-        if found is None:
-            found = _SHARED[cp.store] = LinkSecurity(cp)
+        found = cp.store.shared("link_security", lambda: LinkSecurity(cp))
         if cp not in found._layers:
             found._layers.append(cp)
         return found

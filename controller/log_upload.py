@@ -21,7 +21,6 @@ import contextlib
 import logging
 import threading
 import uuid
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -86,9 +85,6 @@ class UploadVoice(Protocol):
 
 
 # One per store: every version's layer of a station shares it.
-_SHARED: weakref.WeakKeyDictionary[Any, LogUploads] = weakref.WeakKeyDictionary()
-
-
 class LogUploads:
     """The uploads of one station (see the module docstring)."""
 
@@ -96,9 +92,7 @@ class LogUploads:
     def of(cp: Any, voice: UploadVoice) -> LogUploads:
         """The station's uploads (made by the first layer that asks), which `cp` will
         report in `voice`'s words."""
-        found = _SHARED.get(cp.store)
-        if found is None:
-            found = _SHARED[cp.store] = LogUploads(cp)
+        found = cp.store.shared("log_uploads", lambda: LogUploads(cp))
         found.speak(cp, voice)
         return found
 

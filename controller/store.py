@@ -14,11 +14,12 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 SCHEMA_VERSION = 1
 FAILED_KEPT = 1000  # messages given up, kept for diagnostics
 
@@ -116,6 +117,15 @@ class Store:
         self._db.executescript(_SCHEMA)
         self.set_meta("schema_version", str(SCHEMA_VERSION))
         self.queued_bytes = self._measure_queue()
+        self._shared: dict[str, Any] = {}
+
+    def shared(self, name: str, make: Callable[[], T]) -> T:
+        """The station's one `name` object (its security state, firmware job, log
+        uploads), made by the first OCPP layer that asks; it lives as long as the store."""
+        if name not in self._shared:
+            self._shared[name] = make()
+        found: T = self._shared[name]
+        return found
 
     def _measure_queue(self) -> int:
         pending = self._db.execute(
