@@ -148,6 +148,10 @@ class Station:
         self.measurands: Callable[[str], list[str]] = keys.get_list
         self.start_measurands: Callable[[], list[str] | None] = lambda: None
         self.stop_data_interval: Callable[[], int | None] = lambda: None
+        # Who follows every change of the connectors' sessions (2.0.1's transactions, which
+        # may start at plug-in): called with each change's effects once they are carried out.
+        self.session_watchers: list[Callable[[list[Any]], None]] = []
+        self._pilot_known: set[int] = set()  # connectors whose pilot has reported a state
         self._restore()
         # After _restore: Tx profiles of transactions it closed go with them.
         self.smart_charging = SmartCharging(self)
@@ -314,6 +318,7 @@ class Station:
 
     def _on_pilot(self, connector: int, state: PilotState) -> None:
         log.info("pilot %s", state.value, extra={"connector": connector})
+        self._pilot_known.add(connector)
         if connector in self._interrupted:
             self._resume_or_close(connector, state)
         session = self.core.connector(connector)
@@ -406,6 +411,11 @@ class Station:
             self._wake.set()
         self._settle_reservations()
         self._report_statuses()
+        for watcher in self.session_watchers:
+            try:
+                watcher(effects)
+            except Exception:  # a layer's bookkeeping must not stop the station's
+                log.exception("a session watcher failed")
 
     def _apply_all(self) -> None:
         for i, c in enumerate(self.core.connectors):
@@ -740,6 +750,16 @@ class Station:
     def transaction_id(self, connector: int) -> int | None:
         """The store's id of the transaction running on `connector`."""
         return self._active_tx.get(connector)
+
+    def pilot_known(self, connector: int) -> bool:
+        """Whether the connector's pilot has reported since the start: before, whether an
+        EV is plugged in is not known."""
+        return connector in self._pilot_known
+
+    def cancel_authorization(self, connector: int) -> None:
+        """Withdraw an authorization waiting on `connector` for the EV."""
+        self.core.connector(connector).cancel_authorization()
+        self._after([])
 
     def stop_transaction(self, connector: int, reason: StopReason, graceful: bool = True) -> None:
         session = self.core.connector(connector)

@@ -345,10 +345,14 @@ class Store:
             row = self._db.execute("SELECT attempts FROM outbox WHERE id = ?", (message_id,))
             return int(row.fetchone()[0])
 
-    def mark_delivered(self, message_id: int) -> None:
-        """The CSMS has it: forget it (and, with the stop, the transaction's StopTxn data)."""
+    def mark_delivered(self, message_id: int, also: Callable[[], None] | None = None) -> None:
+        """The CSMS has it: forget it (and, with the stop, the transaction's StopTxn data).
+        `also`: a protocol layer's own record writes (plain put_record / delete_record),
+        made in the same atomic write, so a power cut keeps both or neither."""
         freed = 0
         with self.atomic():
+            if also is not None:
+                also()
             row = self._db.execute(
                 "DELETE FROM outbox WHERE id = ? RETURNING kind, tx_id, length(data)",
                 (message_id,),
@@ -458,6 +462,16 @@ class Store:
         if after is not None:
             sql, args = sql + " AND id > ?", (*args, after)
         return self._db.execute(sql + " LIMIT 1", args).fetchone() is not None
+
+    def has_pending_mentioning(self, text: str) -> bool:
+        """Whether a waiting event's data holds `text` (an id a protocol layer put there
+        for events that belong to no station transaction)."""
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        row = self._db.execute(
+            "SELECT 1 FROM outbox WHERE state = 'pending' AND data LIKE ? ESCAPE '\\' LIMIT 1",
+            (pattern,),
+        ).fetchone()
+        return row is not None
 
 
 def _tx(row: sqlite3.Row) -> TransactionRecord:

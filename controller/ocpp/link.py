@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -455,9 +456,10 @@ class OcppLink:
                 continue
             if prelude is not None:
                 self.taken(prelude, action, answer)  # then the message itself
+                self.forget(prelude)
                 continue
             self.taken(message, action, answer)
-            self.store.mark_delivered(message.id)
+            self.store.mark_delivered(message.id, also=partial(self.forget, message))
 
     def _prelude(self, message: OutboxMessage) -> OutboxMessage | None:
         """The start a CSMS must get before `message`: its transaction started while the
@@ -571,6 +573,10 @@ class OcppLink:
 
     def taken(self, message: OutboxMessage, action: str, answer: dict[str, Any]) -> None:
         """The CSMS answered a queued event's CALL."""
+
+    def forget(self, message: OutboxMessage) -> None:
+        """What the layer keeps of a queued event until it is delivered goes; written in
+        the same atomic write as the event leaves the queue (plain record writes only)."""
 
     def knows(self, tx: TransactionRecord) -> bool:
         """Whether this version's CSMS has had the transaction's start."""

@@ -172,7 +172,7 @@ def test_set_variables_refuses_read_only_and_bad_values_and_changes_nothing(
                 item("SecurityCtrlr", "SecurityProfile", value=3),
                 item("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", value=0),
                 item("OCPPCommCtrlr", "HeartbeatInterval", value="soon"),
-                item("TxCtrlr", "TxStartPoint", value="Authorized"),
+                item("TxCtrlr", "TxStartPoint", value="ParkingBayOccupancy"),  # no bay sensor
                 item("AuthCtrlr", "Enabled", value="false"),
                 item("NoSuchCtrlr", "Enabled", value="true"),
             ]

@@ -265,12 +265,13 @@ def test_set_a_change_that_needs_a_new_connection_says_reboot_required(world: Wo
         ("OCPPCommCtrlr", "HeartbeatInterval", str(2**31), "ValueOutOfRange"),
         ("OCPPCommCtrlr", "OfflineThreshold", "-1", "ValueTooLow"),
         ("TxCtrlr", "StopTxOnInvalidId", "yes", "InvalidValue"),
-        ("TxCtrlr", "TxStartPoint", "EVConnected", "InvalidValue"),
+        ("TxCtrlr", "TxStartPoint", "ParkingBayOccupancy", "InvalidValue"),  # no bay sensor
+        ("TxCtrlr", "TxStartPoint", "DataSigned", "InvalidValue"),  # no signing meter
         ("TxCtrlr", "TxStartPoint", "Sometime", "InvalidValue"),
-        ("TxCtrlr", "TxStopPoint", "EVConnected", "InvalidValue"),
-        ("TxCtrlr", "TxStopPoint", "Authorized", "InvalidValue"),
-        ("TxCtrlr", "TxStopPoint", "EVConnected,Authorized,PowerPathClosed", "InvalidValue"),
+        ("TxCtrlr", "TxStartPoint", "", "InvalidValue"),
+        ("TxCtrlr", "TxStopPoint", " , ", "InvalidValue"),
         ("TxCtrlr", "TxStopPoint", "EnergyTransfer", "InvalidValue"),
+        ("TxCtrlr", "TxStopPoint", "EVConnected,DataSigned", "InvalidValue"),
         ("TxCtrlr", "TxStopPoint", "Authorized,Authorized", "InvalidValue"),
         ("SampledDataCtrlr", "TxStartedMeasurands", "Temperature", "InvalidValue"),
         ("SampledDataCtrlr", "TxUpdatedMeasurands", "Voltage,Voltage", "InvalidValue"),
@@ -348,7 +349,7 @@ def test_results_come_in_request_order(world: World) -> None:
         {
             "component": {"name": "TxCtrlr"},
             "variable": {"name": "TxStartPoint"},
-            "attributeValue": "Authorized",
+            "attributeValue": "ParkingBayOccupancy",
         },
     ]
     statuses = [r["attributeStatus"] for r in world.model.set_variables(items)]
@@ -395,7 +396,8 @@ def test_check_initial() -> None:
     assert check_initial("OCPPCommCtrlr.OfflineThreshold", "120") is None
     assert "at least 0" in str(check_initial("OCPPCommCtrlr.OfflineThreshold", "-5"))
     assert "valuesList" in str(check_initial("TxCtrlr.TxStartPoint", "Nonsense"))
-    assert "PowerPathClosed" in str(check_initial("TxCtrlr.TxStopPoint", "Authorized"))
+    assert check_initial("TxCtrlr.TxStartPoint", "EVConnected,Authorized") is None
+    assert "at least one" in str(check_initial("TxCtrlr.TxStopPoint", ""))
     assert "[ocpp.keys]" in str(check_initial("OCPPCommCtrlr.HeartbeatInterval", "60"))
     assert "read-only" in str(check_initial("DeviceDataCtrlr.ReportingValueSize", "10"))
     assert "unknown" in str(check_initial("TxCtrlr.Nonsense", "1"))

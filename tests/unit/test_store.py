@@ -136,3 +136,22 @@ def test_records_survive_a_reopen_and_replace_atomically(tmp_path: Path) -> None
     store.delete_record("reservation", "7")
     assert store.records("reservation") == {}
     store.close()
+
+
+def test_a_delivery_and_the_layers_own_writes_are_kept_together(tmp_path: Path) -> None:
+    # A 2.0.1 seqNo is dropped with its delivered message: never one without the other.
+    store = Store(tmp_path / "evsed.db")
+    store.put_record("tx201", "t", {"seq": {"1": 0}})
+    message_id = store.enqueue("state", {"uid": "t"}, None)
+
+    def fail() -> None:
+        store.put_record("tx201", "t", {"seq": {}})
+        raise OSError("power cut")
+
+    with pytest.raises(OSError):
+        store.mark_delivered(message_id, also=fail)
+    assert store.records("tx201") == {"t": {"seq": {"1": 0}}}
+    assert store.has_pending_mentioning('"t"')
+    store.mark_delivered(message_id, also=lambda: store.put_record("tx201", "t", {"seq": {}}))
+    assert store.records("tx201") == {"t": {"seq": {}}}
+    assert not store.has_pending_mentioning('"t"')

@@ -256,6 +256,7 @@ def test_a_triggered_event_is_not_queued_for_a_transaction_that_ended_meanwhile(
     station = cp.station = RunningStation(tx_id)  # type: ignore[assignment]
     cp.keys = type("Keys", (), {"get_list": staticmethod(lambda key: [])})()  # type: ignore[attr-defined]
     cp.events_queued = lambda: None  # type: ignore[attr-defined]
+    cp.events = TransactionEvents(store, TokenTypes(store), str, lambda _t, _c, s: s)  # type: ignore[attr-defined]
     handler = TriggerFeature(cp).handlers()["TriggerMessage"]
     answer = asyncio.run(handler({"requestedMessage": "TransactionEvent", "evse": {"id": 1}}))
     assert isinstance(answer, Reply) and answer.payload == {"status": "Accepted"}

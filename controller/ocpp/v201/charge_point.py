@@ -31,7 +31,8 @@ from controller.ocpp.v201.controller_variables import (
 )
 from controller.ocpp.v201.id_tokens import TokenTypes, id_tag_info, local_list_entry
 from controller.ocpp.v201.network import BUILTIN_SLOT
-from controller.ocpp.v201.transactions import CHARGING_STATES, TransactionEvents
+from controller.ocpp.v201.tracker import TransactionTracker
+from controller.ocpp.v201.transactions import TransactionEvents
 from controller.station import Station
 from controller.store import OutboxMessage, Store, TransactionRecord
 
@@ -72,6 +73,8 @@ class ChargePoint201(OcppLink):
         free_vend = station.core.connectors[0].settings.free_vend_id_tag
         self.tokens = TokenTypes(store, free_vend, station.authorizer.list_token_type)
         self.events = TransactionEvents(store, self.tokens, self._time, self._sent_time)
+        self.tracker = TransactionTracker(self)
+        station.session_watchers.append(self.tracker.changed)
         self.vendors = VendorRegistry(self._call, lambda: self.online)
         self.vendors.register_vendor(EVSED_VENDOR_ID, evsed_vendor(self))
         # Set by the daemon when it builds the device model feature (None in bare tests).
@@ -145,22 +148,6 @@ class ChargePoint201(OcppLink):
             return None
         self._later(self.station.id_tag_info(id_tag, info))
         return info
-
-    def status_changed(self, connector: int, status: Status) -> None:
-        super().status_changed(connector, status)
-        self._queue_charging_state(connector, status)
-
-    def _queue_charging_state(self, connector: int, status: Status) -> None:
-        """A running transaction's charging state is a transaction event in 2.0.1,
-        queued (and numbered) with its others."""
-        tx_id = self.station.transaction_id(connector) if connector else None
-        state = CHARGING_STATES.get(status.status)
-        if tx_id is None or state is None or not self.events.charging_state_changes(tx_id, state):
-            return
-        data = {"connector": connector, "timestamp": self.station.clock.stamp()}
-        data |= {"charging_state": state} | ({} if self.online else {"offline": True})
-        self.store.enqueue("state", data, tx_id)
-        self.events_queued()
 
     # --- what the CSMS is sent --------------------------------------------------------
 
@@ -262,8 +249,11 @@ class ChargePoint201(OcppLink):
         )
         self._problems[connector] = status.error_code  # told: not again
 
+    def forget(self, message: OutboxMessage) -> None:
+        self.events.delivered(message)
+
     def knows(self, tx: TransactionRecord) -> bool:
-        return self.events.numbered(tx.id)
+        return self.events.knows(tx.id)
 
     def render(self, message: OutboxMessage) -> tuple[str, dict[str, Any]] | None:
         tx = self.store.transaction(message.tx_id) if message.tx_id is not None else None
@@ -271,8 +261,12 @@ class ChargePoint201(OcppLink):
 
     def taken(self, message: OutboxMessage, action: str, answer: dict[str, Any]) -> None:
         tx = self.store.transaction(message.tx_id) if message.tx_id is not None else None
-        self.events.delivered(message)
-        if tx is None or "idTokenInfo" not in answer:
+        if "idTokenInfo" not in answer:
+            return
+        if message.data.get("id_tag"):  # a transaction started at an authorization
+            self._learn(message.data["id_tag"], answer["idTokenInfo"])
+            return
+        if tx is None:
             return
         tag = tx.stop_id_tag if message.kind == "stop" and tx.stop_id_tag else tx.id_tag
         info = self._learn(tag, answer["idTokenInfo"])
@@ -338,14 +332,14 @@ class ChargePoint201(OcppLink):
     async def _get_transaction_status(self, req: dict[str, Any]) -> dict[str, Any]:
         uid = req.get("transactionId")
         if uid is None:
-            return {"messagesInQueue": self.store.has_pending()}
-        tx_id = self.events.tx_of(uid)
-        if tx_id is None:  # unknown, or ended and delivered
+            queued = self.store.has_pending() or self.store.has_pending_mentioning('"uid"')
+            return {"messagesInQueue": queued}
+        record = self.events.record(uid)
+        if record is None:  # unknown, or ended and delivered
             return {"ongoingIndicator": False, "messagesInQueue": False}
-        record = self.store.transaction(tx_id)
         return {
-            "ongoingIndicator": record is not None and record.stopped_at is None,
-            "messagesInQueue": self.store.has_pending(tx_id),
+            "ongoingIndicator": bool(record.get("open")),
+            "messagesInQueue": self.events.pending(uid),
         }
 
     async def _request_start(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
@@ -359,11 +353,25 @@ class ChargePoint201(OcppLink):
             return {"status": "Rejected"}
         self.tokens.learn(id_token)
         details = {"remote_start_id": req["remoteStartId"]}
-        return Reply({"status": "Accepted"}, self.start_remotely(target.number, tag, details))
+        answer: dict[str, Any] = {"status": "Accepted"}
+        ongoing = self.events.open_on(target.number)  # started at plug-in, say
+        if ongoing is not None:
+            answer["transactionId"] = ongoing
+        return Reply(answer, self.start_remotely(target.number, tag, details))
 
     async def _request_stop(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
-        tx_id = self.events.tx_of(req["transactionId"])
-        return self.stop_remotely(None if tx_id is None else self.station.connector_running(tx_id))
+        uid = req["transactionId"]
+        record = self.events.record(uid)
+        if record is None or not record.get("open"):
+            return {"status": "Rejected"}
+        connector = int(record["connector"])
+        tx_id = self.station.transaction_id(connector)
+        if tx_id is not None and tx_id in record["txs"]:
+            return self.stop_remotely(connector)
+        if self.registration is not Registration.ACCEPTED:
+            return {"status": "Rejected"}
+        # No authorization charges in it (it waits for one, or outlived it): it ends now.
+        return Reply({"status": "Accepted"}, lambda: self.tracker.end(uid, "RemoteStop", "Remote"))
 
     async def _reset(self, req: dict[str, Any]) -> dict[str, Any] | Reply:
         if "evseId" in req:  # an EVSE cannot be reset on its own here
@@ -372,7 +380,7 @@ class ChargePoint201(OcppLink):
             return Reply(
                 {"status": "Accepted"}, lambda: self._later(self.reset(StopReason.HARD_RESET))
             )
-        if not self.station.has_running_transactions():
+        if not self._transactions_open():
             return Reply(
                 {"status": "Accepted"}, lambda: self._later(self.reset(StopReason.SOFT_RESET))
             )
@@ -380,6 +388,11 @@ class ChargePoint201(OcppLink):
             self.store.set_meta(RESET_ON_IDLE, "1")  # a power cut does not cancel it
             self._schedule_reset()
         return {"status": "Scheduled"}
+
+    def _transactions_open(self) -> bool:
+        """Station transactions, or 2.0.1 ones without one (started at plug-in, say)."""
+        ongoing = any(self.events.open_on(c.number) for c in self.station.core.connectors)
+        return self.station.has_running_transactions() or ongoing
 
     def _schedule_reset(self) -> None:
         """Reset OnIdle while a transaction runs: no new session starts meanwhile (idle
@@ -391,7 +404,7 @@ class ChargePoint201(OcppLink):
 
     async def _reset_when_idle(self) -> None:
         log.info("reset scheduled: waiting for the transactions to end")
-        while self.station.has_running_transactions():
+        while self._transactions_open():
             await asyncio.sleep(0.5)
         self.store.set_meta(RESET_ON_IDLE, None)
         await self.reset(StopReason.SOFT_RESET)

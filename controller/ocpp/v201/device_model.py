@@ -11,12 +11,8 @@ station computes (availability, the clock, the local list's size) come from a `r
 callable. Precedence for own values: persisted (set by the CSMS) > the configuration
 file's `[ocpp.variables]` (`check_initial`) > the built-in default.
 
-TxCtrlr.TxStartPoint / TxStopPoint describe what the station core does, they do not
-configure it: the core starts a transaction once the driver is authorized and the EV is
-connected (2.0.1's PowerPathClosed), and ends it when the authorization ends (card,
-remote stop, deauthorization) or the EV leaves. So TxStartPoint offers PowerPathClosed
-only, and TxStopPoint "EVConnected,Authorized" (the default) or "PowerPathClosed", which
-mean the same for this core; any other value is Rejected.
+TxCtrlr.TxStartPoint / TxStopPoint take the points controller.ocpp.v201.tx_points
+supports (its valuesList); a list without any point is Rejected.
 
 SecurityCtrlr.SecurityProfile is ReadOnly in 2.0.1 (A05: a profile is raised with
 SetNetworkProfile, NetworkConfigurationPriority and a reset; network.py raises it once a
@@ -44,6 +40,7 @@ from controller.ocpp.v16.keys import (
     ConfigurationKeys,
     Kind,
 )
+from controller.ocpp.v201.tx_points import START_POINTS, STOP_POINTS
 
 ReportData = dict[str, Any]
 
@@ -90,7 +87,6 @@ CSMS_SLOTS = 3  # network connection profile slots the CSMS may fill: 1..3 (netw
 # What the summary report holds (B07: availability and problems).
 SUMMARY_VARIABLES = frozenset({"AvailabilityState", "Available", "Problem", "Tripped"})
 FILE_TRANSFER_PROTOCOLS = "FTP,HTTP,HTTPS"  # controller/transfer.py
-TX_STOP_POINTS = (frozenset({"EVConnected", "Authorized"}), frozenset({"PowerPathClosed"}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,16 +225,9 @@ def _number(value: float) -> str:
 # --- the catalogue ------------------------------------------------------------------------
 
 
-def _tx_start_point(value: str) -> tuple[str, str] | None:
-    if value == "PowerPathClosed":
-        return None
-    return "InvalidValue", "this station starts a transaction at PowerPathClosed only"
-
-
-def _tx_stop_point(value: str) -> tuple[str, str] | None:
-    if frozenset(split_list(value)) in TX_STOP_POINTS:  # duplicates were refused before
-        return None
-    return "InvalidValue", "this station stops at EVConnected,Authorized (= PowerPathClosed)"
+def _some_point(value: str) -> tuple[str, str] | None:
+    """A transaction needs a point to start (and one to stop) at."""
+    return None if split_list(value) else ("InvalidValue", "name at least one point")
 
 
 def configuration_variables(csms_slots: int = CSMS_SLOTS) -> list[VariableSpec]:
@@ -315,16 +304,16 @@ def configuration_variables(csms_slots: int = CSMS_SLOTS) -> list[VariableSpec]:
             "TxStartPoint",
             members,
             default="PowerPathClosed",
-            values_list=("PowerPathClosed",),
-            check=_tx_start_point,
+            values_list=START_POINTS,
+            check=_some_point,
         ),
         VariableSpec(
             tx,
             "TxStopPoint",
             members,
             default="EVConnected,Authorized",
-            values_list=("EVConnected", "Authorized", "PowerPathClosed"),
-            check=_tx_stop_point,
+            values_list=STOP_POINTS,
+            check=_some_point,
         ),
         # --- SampledDataCtrlr
         VariableSpec(sampled, "Enabled", boolean, default="true"),

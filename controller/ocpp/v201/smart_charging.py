@@ -420,12 +420,11 @@ class SmartCharging201:
         if transaction_id is None:
             return None, Refusal("MissingParam", "a TxProfile names its transactionId")
         running = self._smart.site().running.get(evse)
-        key = self.cp.events.tx_of(transaction_id)
-        if running is None or key != running.key:
+        if running is None or running.key not in self.cp.events.txs_of(transaction_id):
             return None, Refusal(
                 "TxNotFound", f"transaction {transaction_id} is not on EVSE {evse}"
             )
-        return key, None
+        return running.key, None
 
     # --- GetChargingProfiles ---------------------------------------------------------------
 

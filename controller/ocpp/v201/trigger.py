@@ -157,12 +157,10 @@ class TriggerFeature:
         return senders
 
     def _transaction_event(self, evse: dict[str, Any] | None) -> list[Send]:
-        station = self.cp.station
-        running = [
-            (number, tx_id)
-            for number in self._evses(evse)
-            if (tx_id := station.transaction_id(number)) is not None
-        ]
+        station, events = self.cp.station, self.cp.events
+        # A station transaction, or a 2.0.1 one without (started at plug-in, say).
+        found = [(n, station.transaction_id(n), events.open_on(n)) for n in self._evses(evse)]
+        running = [(n, tx_id, uid) for n, tx_id, uid in found if tx_id is not None or uid]
         if not running:
             raise Refused("NoTransaction", "no transaction running there")
         # SampledDataCtrlr.TxUpdatedMeasurands
@@ -171,13 +169,17 @@ class TriggerFeature:
         async def queue() -> None:
             """Queued with the transaction's other events: it takes the next seqNo. One
             that ended meanwhile (its Ended event queued) gets none after that."""
-            for number, tx_id in running:
-                if station.transaction_id(number) != tx_id:
+            for number, tx_id, uid in running:
+                if tx_id is None and events.open_on(number) != uid:
+                    log.info("triggered TransactionEvent: transaction %s ended meanwhile", uid)
+                    continue
+                if tx_id is not None and station.transaction_id(number) != tx_id:
                     log.info("triggered TransactionEvent: transaction %s ended meanwhile", tx_id)
                     continue
                 samples = station.current_samples(number, measurands, "Trigger")
                 data = {"connector": number, "timestamp": station.clock.stamp()}
-                self.cp.store.enqueue("trigger", data | {"samples": samples}, tx_id)
+                data |= {"samples": samples} | ({} if tx_id is not None else {"uid": uid})
+                self.cp.store.enqueue("trigger", data, tx_id)
             self.cp.events_queued()
 
         return [queue]

@@ -1,0 +1,253 @@
+"""Each EVSE's OCPP 2.0.1 transaction, followed as the station's sessions change.
+
+After every change the station carries out, the tracker looks at each EVSE (EV plugged,
+an authorization waiting, the station transaction running, energy flowing), lets
+tx_points decide what the 2.0.1 transaction does under TxStartPoint / TxStopPoint, and
+writes that down before anything is sent: the transaction's record (transactions.py)
+and the events that are its own — a start at plug-in or at an authorization, an end
+when the EV leaves or an authorization runs out, a charging-state change — queued in
+the outbox in order with the station's start, meter and stop rows.
+
+What the tracker last saw of each EVSE is stored too, so after a restart the first look
+compares with the state before it: a transaction the station did not resume ends
+(PowerLoss, or why the previous run ended) and a plug-in is not mistaken for a new one.
+Nothing is looked at before the EVSE's pilot has reported after the start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from controller.core.connector import AuthorizationExpired
+from controller.core.status import ConnectorStatus, StopReason
+from controller.ocpp.v201.transactions import CHARGING_STATES, OWN_EVENT, RECORDS, new_record
+from controller.ocpp.v201.tx_points import (
+    Begin,
+    Decision,
+    Drop,
+    End,
+    EndStationTx,
+    EvseFacts,
+    Hold,
+    Join,
+    OpenTx,
+    TxPoints,
+    decide,
+)
+
+if TYPE_CHECKING:
+    from controller.ocpp.v201.charge_point import ChargePoint201
+
+log = logging.getLogger("evsed.ocpp")
+
+SEEN = "tx201evse"  # store records: EVSE number -> the facts the tracker last saw there
+DEFAULT_START, DEFAULT_STOP = "PowerPathClosed", "EVConnected,Authorized"
+
+
+class TransactionTracker:
+    def __init__(self, cp: ChargePoint201) -> None:
+        self.cp = cp
+        self.store = cp.store
+        self.station = cp.station
+        self.events = cp.events
+        self._seen = {int(n): EvseFacts(**facts) for n, facts in self.store.records(SEEN).items()}
+        # The first look at an EVSE whose transaction was open when the station stopped.
+        self._restarted = {
+            int(record["connector"]): self.station.previous_run_ended
+            for record in self.store.records(RECORDS).values()
+            if record.get("open")
+        }
+
+    def points(self) -> TxPoints:
+        model = self.cp.device_model
+        if model is None:
+            return TxPoints.parse(DEFAULT_START, DEFAULT_STOP)
+        start = model.value("TxCtrlr", "TxStartPoint") or DEFAULT_START
+        return TxPoints.parse(start, model.value("TxCtrlr", "TxStopPoint") or DEFAULT_STOP)
+
+    def facts(self, number: int) -> EvseFacts:
+        session = self.station.core.connector(number)
+        tx = self.station.transaction_id(number)
+        return EvseFacts(
+            plugged=session.plugged,
+            authorized=session.auth.id_tag if session.auth is not None else None,
+            tx=tx,
+            tag=session.tx.id_tag if session.tx is not None and tx is not None else None,
+            charging=session.status().status is ConnectorStatus.CHARGING,
+            operative=session.effective_operative,
+        )
+
+    # --- following the station ------------------------------------------------------------
+
+    def changed(self, effects: list[Any]) -> None:
+        """The station carried out a change (a session watcher)."""
+        queued = False
+        for session in self.station.core.connectors:
+            number = session.number
+            if not self.station.pilot_known(number):
+                continue
+            now = self.facts(number)
+            before = self._seen.get(number, EvseFacts())
+            restarted = self._restarted.pop(number, None)
+            if now != before or restarted is not None:
+                expired = any(
+                    isinstance(e, AuthorizationExpired) and e.connector == number for e in effects
+                )
+                queued = self._step(number, before, now, expired, restarted) or queued
+                self._seen[number] = now
+                self.store.put_record(SEEN, str(number), asdict(now))
+        if queued:
+            self.cp.events_queued()
+
+    def _step(
+        self,
+        number: int,
+        before: EvseFacts,
+        now: EvseFacts,
+        expired: bool,
+        restarted: StopReason | None,
+    ) -> bool:
+        """Decide and record; whether events were queued."""
+        uid = self.events.open_on(number)
+        record = self.events.record(uid) if uid is not None else None
+        open_tx = None
+        if record is not None:
+            fields = ("begun", "authorized", "stopped")
+            open_tx = OpenTx(**{k: record[k] for k in fields if k in record})
+        ended = None
+        if before.tx is not None and now.tx != before.tx:
+            tx = self.store.transaction(before.tx)
+            ended = StopReason(tx.stop_reason) if tx is not None and tx.stop_reason else None
+        new_open, decisions = decide(self.points(), open_tx, before, now, ended, expired, restarted)
+        queued = False
+        for decision in decisions:
+            uid, record, made = self._carry_out(decision, number, uid, record, before, now)
+            queued = queued or made
+        if record is None or uid is None:
+            return queued
+        if new_open is not None:
+            record |= {"begun": new_open.begun, "authorized": new_open.authorized}
+            record["stopped"] = new_open.stopped
+            if before.tx is not None and now.tx != before.tx and before.tx in record["txs"]:
+                record["outlived"] = [*record["outlived"], before.tx]  # its stop: an Updated
+            if new_open.begun:
+                queued = self._charging_state(uid, record, number, before, now) or queued
+        self.store.put_record(RECORDS, uid, record)
+        return queued
+
+    def _carry_out(
+        self,
+        decision: Decision,
+        number: int,
+        uid: str | None,
+        record: dict[str, Any] | None,
+        before: EvseFacts,
+        now: EvseFacts,
+    ) -> tuple[str | None, dict[str, Any] | None, bool]:
+        """One decision; the open transaction's id and record after it, and whether an
+        event was queued."""
+        if isinstance(decision, Hold):
+            uid = str(uuid.uuid4())
+            return uid, new_record(number, [decision.tx], begun=False), False
+        if isinstance(decision, Begin):
+            if decision.with_start_of is not None:
+                uid = str(uuid.uuid4())
+                tx = decision.with_start_of
+                triggers = {str(tx): decision.trigger}
+                return uid, new_record(number, [tx], triggers=triggers), False
+            if record is None or uid is None:  # else: a held transaction begins now
+                uid, record = str(uuid.uuid4()), new_record(number, [])
+            state = self.charging_state(now, number)
+            record |= {"begun": True, "state": state}
+            self.store.put_record(RECORDS, uid, record)  # before its first row names it
+            id_tag = now.authorized or now.tag
+            row = self._own_row(uid, number, "started", decision.trigger, state, id_tag=id_tag)
+            record["first"] = self.store.enqueue(OWN_EVENT, row, None)
+            return uid, record, True
+        if isinstance(decision, Join) and record is not None:
+            record["txs"] = [*record["txs"], decision.tx]
+            record["triggers"] = record.get("triggers", {}) | {str(decision.tx): decision.trigger}
+            record["state"] = "EVConnected"
+            return uid, record, False
+        if isinstance(decision, End) and record is not None and uid is not None:
+            record["open"] = False
+            made = False
+            if decision.with_stop_of is None:
+                state = "EVConnected" if now.plugged else "Idle"
+                row = self._own_row(uid, number, "ended", decision.trigger, state)
+                row["reason"] = decision.reason
+                self.store.put_record(RECORDS, uid, record)
+                self.store.enqueue(OWN_EVENT, row, None)
+                made = True
+            self.store.put_record(RECORDS, uid, record)
+            return None, None, made
+        if isinstance(decision, Drop) and record is not None and uid is not None:
+            self.store.put_record(RECORDS, uid, record | {"open": False})
+            return None, None, False
+        if isinstance(decision, EndStationTx):
+            log.info("the EV left: TxStopPoint ends the transaction", extra={"connector": number})
+            asyncio.get_running_loop().call_soon(
+                self.station.stop_transaction, number, StopReason.EV_DISCONNECTED
+            )
+        return uid, record, False
+
+    def _own_row(
+        self, uid: str, number: int, event: str, trigger: str, state: str, id_tag: str | None = None
+    ) -> dict[str, Any]:
+        row: dict[str, Any] = {"uid": uid, "connector": number, "event": event}
+        row |= {"trigger": trigger, "charging_state": state}
+        row["timestamp"] = self.station.clock.stamp()
+        reading = self.station.readings[number - 1]
+        if reading is not None:
+            row["energy_wh"] = reading.energy_wh
+        if id_tag is not None:
+            row["id_tag"] = id_tag
+        return row | ({} if self.cp.online else {"offline": True})
+
+    def charging_state(self, now: EvseFacts, number: int | None = None) -> str:
+        if not now.plugged:
+            return "Idle"
+        if now.tx is None or number is None:
+            return "EVConnected"
+        status = self.station.core.connector(number).status().status
+        return CHARGING_STATES.get(status, "EVConnected")
+
+    def _charging_state(
+        self, uid: str, record: dict[str, Any], number: int, before: EvseFacts, now: EvseFacts
+    ) -> bool:
+        """A change of the open transaction's charging state is one of its events."""
+        state = self.charging_state(now, number)
+        if record.get("state", "EVConnected") == state:
+            return False
+        record["state"] = state
+        trigger = "ChargingStateChanged"
+        if now.plugged != before.plugged:
+            trigger = "CablePluggedIn" if now.plugged else "EVCommunicationLost"
+        row = {"uid": uid, "connector": number, "timestamp": self.station.clock.stamp()}
+        row |= {"charging_state": state, "trigger": trigger}
+        row |= {} if self.cp.online else {"offline": True}
+        self.store.put_record(RECORDS, uid, record)
+        self.store.enqueue("state", row, now.tx)
+        return True
+
+    # --- what the CSMS asks ---------------------------------------------------------------
+
+    def end(self, uid: str, trigger: str, reason: str) -> None:
+        """End an open transaction with no station transaction in it (RequestStop): its
+        Ended event, and the authorization it waited with goes."""
+        record = self.events.record(uid)
+        if record is None or not record.get("open"):
+            return  # it ended meanwhile
+        number = int(record["connector"])
+        now = self.facts(number)
+        state = "EVConnected" if now.plugged else "Idle"
+        row = self._own_row(uid, number, "ended", trigger, state) | {"reason": reason}
+        self.store.put_record(RECORDS, uid, record | {"open": False})
+        self.store.enqueue(OWN_EVENT, row, None)
+        self.cp.events_queued()
+        if now.authorized is not None:
+            self.station.cancel_authorization(number)

@@ -1,0 +1,250 @@
+"""TxStartPoint / TxStopPoint over the live daemon: a 2.0.1 transaction that starts at
+plug-in, at the card, or when energy flows, and one that outlives its authorization
+until the EV leaves, as a 2.0.1 CSMS sees them (one transactionId, gap-free seqNos)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from hwsim.csms import CsmsThread
+from tests.integration.harness import CARD, Daemon
+from tests.integration.v201 import ended_event, make_201
+
+
+@pytest.fixture
+def csms() -> Iterator[CsmsThread]:
+    with CsmsThread(id_tags={CARD: "Accepted"}, subprotocols=("ocpp2.0.1",)) as central:
+        yield central
+
+
+@pytest.fixture
+def station(make_daemon: Callable[..., Daemon]) -> Callable[..., Daemon]:
+    """A 2.0.1 station with the given start and stop points (from [ocpp.variables])."""
+    make = make_201(make_daemon)
+
+    def started(start: str, stop: str = "EVConnected,Authorized", **kwargs: Any) -> Daemon:
+        variables = f'"TxCtrlr.TxStartPoint" = "{start}"\n"TxCtrlr.TxStopPoint" = "{stop}"\n'
+        return make(extra="[ocpp.variables]\n" + variables, **kwargs)
+
+    return started
+
+
+def event(csms: CsmsThread, mark: int, **fields: str) -> dict[str, Any]:
+    """The first TransactionEvent after `mark` with these eventType / triggerReason."""
+
+    def matches(p: dict[str, Any]) -> bool:
+        return all(p.get(k) == v for k, v in fields.items())
+
+    return csms.wait_for_record("TransactionEvent", matches, after=mark).payload
+
+
+def the_transaction(csms: CsmsThread) -> Any:
+    (view,) = csms.transaction_events().values()
+    assert view.gap_free() and view.seq_nos[0] == 0
+    return view
+
+
+def state(payload: dict[str, Any]) -> str | None:
+    return payload["transactionInfo"].get("chargingState")
+
+
+def test_ev_connected_starts_at_plug_in_and_the_card_is_an_update(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    daemon = station("EVConnected")
+    csms.wait_for("BootNotification")
+    daemon.request("meter_set", connector=1, wh=250.0)
+    time.sleep(0.5)
+    mark = csms.mark()
+    daemon.request("plug", connector=1)
+    started = event(csms, mark, eventType="Started")
+    assert started["triggerReason"] == "CablePluggedIn"
+    assert "idToken" not in started  # nobody is authorized yet
+    assert state(started) == "EVConnected"
+    assert started["meterValue"][0]["sampledValue"][0]["value"] == 250.0
+    daemon.request("card", uid=CARD)
+    authorized = event(csms, mark, triggerReason="Authorized")
+    assert authorized["eventType"] == "Updated"
+    assert authorized["idToken"] == {"idToken": CARD, "type": "ISO14443"}
+    daemon.request("ev_charge", connector=1, on=True)
+    daemon.wait_status("Charging")
+    daemon.request("card", uid=CARD)
+    ended = ended_event(csms, after=mark)
+    assert ended["triggerReason"] == "StopAuthorized"
+    assert ended["transactionInfo"]["stoppedReason"] == "Local"
+    view = the_transaction(csms)
+    assert view.transaction_id == started["transactionInfo"]["transactionId"]
+    assert "Charging" in [state(u) for u in view.updates]
+
+
+def test_ev_connected_start_ends_when_the_ev_leaves_unauthorized(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    daemon = station("EVConnected")
+    csms.wait_for("BootNotification")
+    mark = csms.mark()
+    daemon.request("plug", connector=1)
+    event(csms, mark, eventType="Started")
+    answer = csms.call(
+        "GetTransactionStatus", {"transactionId": the_transaction(csms).transaction_id}
+    )
+    assert answer["ongoingIndicator"] is True
+    daemon.request("unplug", connector=1)
+    ended = ended_event(csms, after=mark)
+    assert ended["triggerReason"] == "EVCommunicationLost"
+    assert ended["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+    assert state(ended) == "Idle"
+    assert not csms.calls("Authorize")
+    assert len(the_transaction(csms).distinct_events()) == 2
+
+
+def test_authorized_starts_at_the_card_and_times_out_without_an_ev(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    daemon = station("Authorized", keys={"ConnectionTimeOut": 2})
+    csms.wait_for("BootNotification")
+    mark = csms.mark()
+    daemon.request("card", uid=CARD)
+    started = event(csms, mark, eventType="Started")
+    assert started["triggerReason"] == "Authorized"
+    assert started["idToken"] == {"idToken": CARD, "type": "ISO14443"}
+    assert state(started) == "Idle"  # no EV yet
+    ended = ended_event(csms, after=mark)
+    assert ended["triggerReason"] == "EVConnectTimeout"
+    assert ended["transactionInfo"]["stoppedReason"] == "Timeout"
+    daemon.wait_status("Available")
+
+
+def test_authorized_start_then_plug_in_is_one_transaction(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    daemon = station("Authorized")
+    csms.wait_for("BootNotification")
+    mark = csms.mark()
+    daemon.request("card", uid=CARD)
+    event(csms, mark, eventType="Started")
+    daemon.request("plug", connector=1)
+    plugged = event(csms, mark, triggerReason="CablePluggedIn")
+    assert (plugged["eventType"], state(plugged)) == ("Updated", "EVConnected")
+    daemon.request("ev_charge", connector=1, on=True)
+    daemon.wait_status("Charging")
+    daemon.request("unplug", connector=1)
+    ended = ended_event(csms, after=mark)
+    assert ended["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+    the_transaction(csms)  # one transaction, gap-free
+
+
+def test_stop_at_ev_connected_outlives_the_card_until_the_ev_leaves(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    daemon = station("PowerPathClosed", "EVConnected")
+    csms.wait_for("BootNotification")
+    mark = csms.mark()
+    daemon.request("plug", connector=1)
+    daemon.request("card", uid=CARD)
+    event(csms, mark, eventType="Started")
+    daemon.request("ev_charge", connector=1, on=True)
+    daemon.wait_status("Charging")
+    daemon.request("card", uid=CARD)
+    stopped = event(csms, mark, triggerReason="StopAuthorized")
+    assert stopped["eventType"] == "Updated"  # energy stops, the transaction goes on
+    daemon.wait(lambda s: not s["connectors"][0]["contactor_closed"], what="the contactor open")
+    time.sleep(0.5)
+    assert the_transaction(csms).ended is None
+    assert csms.call("GetTransactionStatus", {})["messagesInQueue"] is False
+    daemon.request("unplug", connector=1)
+    ended = ended_event(csms, after=mark)
+    assert ended["triggerReason"] == "EVCommunicationLost"
+    assert ended["transactionInfo"]["stoppedReason"] == "Local"
+    the_transaction(csms)
+
+
+def test_energy_transfer_starts_only_when_energy_flows(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    daemon = station("EnergyTransfer")
+    csms.wait_for("BootNotification")
+    mark = csms.mark()
+    daemon.request("plug", connector=1)
+    daemon.request("card", uid=CARD)
+    csms.wait_for("Authorize", after=mark)
+    daemon.wait(lambda s: s["connectors"][0]["transaction"] is not None, what="authorized")
+    time.sleep(0.5)
+    assert not csms.calls("TransactionEvent")  # authorized, no energy: no transaction yet
+    daemon.request("ev_charge", connector=1, on=True)
+    started = event(csms, mark, eventType="Started")
+    assert started["triggerReason"] == "ChargingStateChanged"
+    assert state(started) == "Charging"
+    assert started["idToken"] == {"idToken": CARD, "type": "ISO14443"}
+    daemon.request("unplug", connector=1)
+    ended_event(csms, after=mark)
+    the_transaction(csms)
+
+
+def test_a_power_cut_ends_a_transaction_waiting_for_its_card_once(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    daemon = station("EVConnected")
+    csms.wait_for("BootNotification")
+    mark = csms.mark()
+    daemon.request("plug", connector=1)
+    event(csms, mark, eventType="Started")
+    daemon.kill()
+    daemon.start()  # the simulated EV is still plugged in
+    ended = ended_event(csms, after=mark)
+    assert ended["transactionInfo"]["stoppedReason"] == "PowerLoss"
+    time.sleep(1.0)
+    # The EV that stayed plugged in is no new plug-in: nothing more starts (the Started
+    # may have been sent again: the kill can come before its answer is taken).
+    view = the_transaction(csms)
+    assert [e["eventType"] for e in view.distinct_events()] == ["Started", "Ended"]
+
+
+def test_remote_start_joins_and_remote_stop_ends_a_transaction_started_at_plug_in(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    daemon = station("EVConnected")
+    csms.wait_for("BootNotification")
+    mark = csms.mark()
+    daemon.request("plug", connector=1)
+    started = event(csms, mark, eventType="Started")
+    uid = started["transactionInfo"]["transactionId"]
+    request = {"idToken": {"idToken": CARD, "type": "ISO14443"}, "remoteStartId": 5, "evseId": 1}
+    answer = csms.call("RequestStartTransaction", request)
+    assert answer == {"status": "Accepted", "transactionId": uid}
+    remote = event(csms, mark, triggerReason="RemoteStart")
+    assert remote["transactionInfo"]["remoteStartId"] == 5
+    assert remote["transactionInfo"]["transactionId"] == uid
+    assert csms.call("RequestStopTransaction", {"transactionId": uid})["status"] == "Accepted"
+    ended = ended_event(csms, after=mark)
+    assert ended["transactionInfo"]["stoppedReason"] == "Remote"
+    the_transaction(csms)
+
+
+def test_trigger_and_remote_stop_reach_a_transaction_that_has_no_authorization(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    daemon = station("EVConnected")
+    csms.wait_for("BootNotification")
+    mark = csms.mark()
+    daemon.request("plug", connector=1)
+    uid = event(csms, mark, eventType="Started")["transactionInfo"]["transactionId"]
+    trigger = {"requestedMessage": "TransactionEvent", "evse": {"id": 1}}
+    assert csms.call("TriggerMessage", trigger)["status"] == "Accepted"
+    triggered = event(csms, mark, triggerReason="Trigger")
+    assert (triggered["transactionInfo"]["transactionId"], triggered["seqNo"]) == (uid, 1)
+    assert csms.call("RequestStopTransaction", {"transactionId": uid})["status"] == "Accepted"
+    ended = ended_event(csms, after=mark)
+    assert (ended["triggerReason"], ended["transactionInfo"]["stoppedReason"]) == (
+        "RemoteStop",
+        "Remote",
+    )
+    again = csms.call("RequestStopTransaction", {"transactionId": uid})
+    assert again["status"] == "Rejected"  # it has ended
+    daemon.request("unplug", connector=1)
+    time.sleep(0.5)
+    assert len(csms.calls("TransactionEvent")) == 3
