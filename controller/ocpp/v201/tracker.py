@@ -150,6 +150,8 @@ class TransactionTracker:
     ) -> tuple[str | None, dict[str, Any] | None, bool]:
         """One decision; the open transaction's id and record after it, and whether an
         event was queued."""
+        if isinstance(decision, (Hold, Begin)):
+            self.events.prune()  # a new transaction: the long-finished ones go
         if isinstance(decision, Hold):
             uid = str(uuid.uuid4())
             return uid, new_record(number, [decision.tx], begun=False), False

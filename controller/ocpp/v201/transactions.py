@@ -162,6 +162,14 @@ class TransactionEvents:
         txs = record.get("txs", [])
         return any(self.store.has_pending(t) for t in txs) or self.store.has_pending_mentioning(uid)
 
+    def prune(self) -> None:
+        """Forget the ended transactions no queued event names: those whose events all
+        went to a 1.6 CSMS (1.6 keeps none of this) or were given up. The rest go when
+        their Ended event is delivered."""
+        for uid, record in self.store.records(RECORDS).items():
+            if not record.get("open") and not self.pending(uid):
+                self.store.delete_record(RECORDS, uid)
+
     def _in_it(self, message: OutboxMessage, record: dict[str, Any]) -> bool:
         """Whether a row of a station transaction inside `record` belongs to the 2.0.1
         transaction (not when it ran before the transaction began)."""
