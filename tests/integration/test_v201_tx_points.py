@@ -149,12 +149,16 @@ def test_stop_at_ev_connected_outlives_the_card_until_the_ev_leaves(
     event(csms, mark, eventType="Started")
     daemon.request("ev_charge", connector=1, on=True)
     daemon.wait_status("Charging")
+    daemon.request("ev_charge", connector=1, on=False)  # the EV pauses: the card ends it at once
+    daemon.wait_status("SuspendedEV")
     daemon.request("card", uid=CARD)
     stopped = event(csms, mark, triggerReason="StopAuthorized")
     assert stopped["eventType"] == "Updated"  # energy stops, the transaction goes on
     daemon.wait(lambda s: not s["connectors"][0]["contactor_closed"], what="the contactor open")
     time.sleep(0.5)
     assert the_transaction(csms).ended is None
+    last = the_transaction(csms).updates[-1]  # it says EVConnected: no second event for it
+    assert (last["triggerReason"], state(last)) == ("StopAuthorized", "EVConnected")
     assert csms.call("GetTransactionStatus", {})["messagesInQueue"] is False
     daemon.request("unplug", connector=1)
     ended = ended_event(csms, after=mark)

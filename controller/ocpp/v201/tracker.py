@@ -134,6 +134,7 @@ class TransactionTracker:
             record["stopped"] = new_open.stopped
             if before.tx is not None and now.tx != before.tx and before.tx in record["txs"]:
                 record["outlived"] = [*record["outlived"], before.tx]  # its stop: an Updated
+                record["state"] = "EVConnected"  # which says so
             if new_open.begun:
                 queued = self._charging_state(uid, record, number, before, now) or queued
         self.store.put_record(RECORDS, uid, record)
