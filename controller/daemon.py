@@ -149,6 +149,7 @@ def build_201(
             phases=c.phases,
             max_power_w=c.max_current * 230.0 * c.phases,
             connector_type="sType2" if c.cable == "socket" else "cType2",
+            max_current_a=c.max_current,
         )
         for c in config.connectors
     )
@@ -158,13 +159,27 @@ def build_201(
         core = station.core
         return core.status() if n == 0 else core.connector(n).status()
 
+    def power_w(n: int) -> float:
+        """What the meters measure now: EVSE n's, or (0) all of them; 0 before a reading."""
+        readings = station.readings if n == 0 else station.readings[n - 1 : n]
+        return sum(r.power_w for r in readings if r is not None)
+
+    def current_a(n: int) -> float:
+        """EVSE n's highest current now on a wired phase."""
+        reading = station.readings[n - 1]
+        wired = () if reading is None else reading.current_a[: station.phases[n - 1]]
+        return max(wired, default=0.0)
+
     live = StationLive(
         availability_state=lambda n: connector_status(status(n)),
         available=lambda n: status(n).status is not ConnectorStatus.UNAVAILABLE,
         problem=lambda n: status(n).error_code != "NoError",
-        power_w=lambda n: evses[n - 1].max_power_w if n else sum(e.max_power_w for e in evses),
+        power_w=power_w,
         date_time=station.clock.iso,
         local_list_entries=station.authorizer.list_size,
+        current_a=current_a,
+        target_current_a=station.smart_charging.target_current,
+        target_power_w=station.smart_charging.target_power,
     )
     description = StationDescription(config.station.vendor, config.station.model, evses)
     model = DeviceModel(

@@ -41,6 +41,7 @@ from controller.core.smart_charging import (
     limit_at,
     next_change,
     round_down,
+    station_limit_at,
 )
 from controller.core.station import same_id
 
@@ -73,6 +74,7 @@ class SmartCharging:
         self.arbiter = CurrentArbiter()
         self._started: dict[int, float] = {}  # transaction key -> epoch of its start
         self._expected: dict[int, _Expected] = {}  # connector -> its remote start's profile
+        self._targets: dict[int, float] = {}  # connector -> the A its profiles allow, last seen
         self._wake = asyncio.Event()
         self.profiles = self._load()
 
@@ -281,11 +283,28 @@ class SmartCharging:
         changed = False
         for session in self.station.core.connectors:
             amps = round_down(limit_at(profiles, site, session.number, now, now).amps)
+            self._targets[session.number] = amps
             wanted = None if amps >= session.settings.max_current_a else amps
             before = session.offered_limit_a
             self.arbiter.apply(session, wanted, mono)
             changed |= session.offered_limit_a != before
         return changed
+
+    def target_current(self, connector: int) -> float:
+        """The current (A per phase) `connector` is steered to: what its charging profiles
+        allow now, within the installation limit. The arbiter moves the pilot's offer
+        there (a rise waits up to 5 s); a cable rated lower offers less."""
+        session = self.station.core.connector(connector)
+        return min(self._targets.get(connector, math.inf), session.settings.max_current_a)
+
+    def target_power(self, connector: int) -> float:
+        """The same in W, at the voltage the profiles are converted with (what
+        GetCompositeSchedule reports for now); 0: what the whole station may draw now."""
+        site = self.site()
+        if connector == 0:
+            now = self._now()
+            return round_down(station_limit_at(self.profiles, site, now, now, RateUnit.W))
+        return self.target_current(connector) * site.supplies[connector].watts_per_amp
 
     def _with_expected(self, site: Site, now: float, mono: float) -> tuple[ProfileSet, Site]:
         """The profiles and transactions as they will be once the remote starts that

@@ -19,6 +19,13 @@ SetNetworkProfile, NetworkConfigurationPriority and a reset; network.py raises i
 connection with the higher profile succeeded). SecurityCtrlr.BasicAuthPassword is the
 1.6 AuthorizationKey, WriteOnly: GetVariables answers Rejected, reports omit its value.
 
+Attributes: every variable has Actual. The electrical ones (ChargingStation.Power,
+EVSE.Power, EVSE.ACCurrent) also carry MaxSet (the wiring's most), MinSet (an EVSE's 6 A
+floor) and Target (what the charging profiles in force allow now, read live from the
+station's smart charging), all ReadOnly; the appendix's standard Target / MinSet / MaxSet
+otherwise belong to ISO 15118 (ConnectedEV) and devices this station lacks (Heater). A
+settings variable's limits are its variableCharacteristics, not attributes.
+
 Features add their variables with `DeviceModel.add(specs)`: a 2.0.1 feature class has a
 static `variables(number_of_evses) -> list[VariableSpec]`, as 1.6 profiles have `keys()`.
 """
@@ -32,6 +39,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from controller.core.iec61851 import MIN_CURRENT_A
 from controller.ocpp.v16.keys import (
     MAX_INT_VALUE,
     MEASURANDS,
@@ -116,6 +124,10 @@ class VariableSpec:
     check: Callable[[str], tuple[str, str] | None] | None = None
     reboot_required: bool = False
     attributes: tuple[Attribute, ...] = (Attribute.ACTUAL,)
+    # Where a read-only variable's Target / MinSet / MaxSet come from: a fixed value
+    # (the wiring: constant) or a live read (the smart-charging limit). Each one's
+    # attribute is in `attributes` too.
+    attribute_values: tuple[tuple[Attribute, str | Callable[[], str]], ...] = ()
 
     @property
     def component_id(self) -> tuple[str, str | None, int | None, int | None]:
@@ -431,6 +443,7 @@ class EvseDescription:
     phases: int
     max_power_w: float
     connector_type: str  # ConnectorEnumType: "sType2" for a socket, "cType2" for a cable
+    max_current_a: float | None = None  # A per phase: the installation limit (max_power_w's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,6 +463,10 @@ class StationLive:
     power_w: Callable[[int], float]
     date_time: Callable[[], str]  # the station's clock: ms precision and "Z"
     local_list_entries: Callable[[], int]
+    # Without these, the attributes they feed are not offered (electrical_values below).
+    current_a: Callable[[int], float] | None = None  # EVSE n: its highest phase current now
+    target_current_a: Callable[[int], float] | None = None  # A smart charging steers EVSE n to
+    target_power_w: Callable[[int], float] | None = None  # the same in W; 0: the whole station
 
 
 AVAILABILITY_STATES = ("Available", "Occupied", "Reserved", "Unavailable", "Faulted")
@@ -461,9 +478,6 @@ def station_variables(station: StationDescription, live: StationLive) -> list[Va
 
     def flag(read: Callable[[int], bool], n: int) -> Callable[[], str]:
         return lambda: "true" if read(n) else "false"
-
-    def power(n: int) -> Callable[[], str]:
-        return lambda: _number(round(live.power_w(n), 1))
 
     def availability(component: str, n: int, connector: int | None = None) -> list[VariableSpec]:
         evse = n or None
@@ -493,11 +507,18 @@ def station_variables(station: StationDescription, live: StationLive) -> list[Va
     specs = [
         *availability("ChargingStation", 0),
         VariableSpec("ChargingStation", "Model", DataType.STRING, ro, station.model, constant=True),
+        electrical_power(0, sum(e.max_power_w for e in station.evses), None, live),
         VariableSpec(
             "ChargingStation", "Problem", DataType.BOOLEAN, ro, read=flag(live.problem, 0)
         ),
-        VariableSpec(
-            "ChargingStation", "SupplyPhases", DataType.INTEGER, ro, str(phases), constant=True
+        VariableSpec(  # maxLimit: the appendix asks for it (as for Connector)
+            "ChargingStation",
+            "SupplyPhases",
+            DataType.INTEGER,
+            ro,
+            str(phases),
+            constant=True,
+            max_limit=phases,
         ),
         VariableSpec(
             "ChargingStation", "VendorName", DataType.STRING, ro, station.vendor, constant=True
@@ -514,18 +535,7 @@ def station_variables(station: StationDescription, live: StationLive) -> list[Va
     for n, evse in enumerate(station.evses, start=1):
         specs += [
             *availability("EVSE", n),
-            VariableSpec(
-                "EVSE",
-                "Power",
-                DataType.DECIMAL,
-                ro,
-                evse=n,
-                read=power(n),
-                unit="W",
-                max_limit=evse.max_power_w,
-                # Actual: the power now; MaxSet: the most this EVSE can deliver.
-                attributes=(Attribute.ACTUAL, Attribute.MAX_SET),
-            ),
+            *evse_electrical(n, evse, live),
             VariableSpec(
                 "EVSE", "Problem", DataType.BOOLEAN, ro, evse=n, read=flag(live.problem, n)
             ),
@@ -558,8 +568,81 @@ def station_variables(station: StationDescription, live: StationLive) -> list[Va
                 evse=n,
                 connector=1,
                 constant=True,
+                max_limit=evse.phases,
             ),
         ]
+    return specs
+
+
+# The attributes of the electrical variables, in the order reports list them.
+_SET_ATTRIBUTES = (Attribute.TARGET, Attribute.MIN_SET, Attribute.MAX_SET)
+
+
+def _rounded(value: float) -> str:
+    return _number(round(value, 1))
+
+
+def _electrical(
+    component: str,
+    variable: str,
+    unit: str,
+    n: int,
+    actual: Callable[[], str],
+    values: dict[Attribute, str | Callable[[], str]],
+    max_limit: float | None = None,
+) -> VariableSpec:
+    return VariableSpec(
+        component,
+        variable,
+        DataType.DECIMAL,
+        Mutability.READ_ONLY,
+        evse=n or None,
+        read=actual,
+        unit=unit,
+        max_limit=max_limit,
+        attributes=(Attribute.ACTUAL, *(a for a in _SET_ATTRIBUTES if a in values)),
+        attribute_values=tuple(values.items()),
+    )
+
+
+def electrical_power(
+    n: int, most_w: float, least_w: float | None, live: StationLive
+) -> VariableSpec:
+    """Power (W) of EVSE n (0: ChargingStation). Actual: what the meter measures now.
+    MaxSet (and maxLimit): the most the wiring delivers. MinSet (an EVSE): the least it
+    offers while charging, 6 A on each wired phase; a lower limit pauses it. Target: what
+    the charging profiles in force allow now (GetCompositeSchedule's value), which the
+    arbiter steers the offer to; never above MaxSet."""
+    values: dict[Attribute, str | Callable[[], str]] = {Attribute.MAX_SET: _rounded(most_w)}
+    if least_w is not None:
+        values[Attribute.MIN_SET] = _rounded(least_w)
+    if (target := live.target_power_w) is not None:
+        values[Attribute.TARGET] = lambda: _rounded(min(max(target(n), 0.0), most_w))
+    component = "EVSE" if n else "ChargingStation"
+    return _electrical(
+        component, "Power", "W", n, lambda: _rounded(live.power_w(n)), values, max_limit=most_w
+    )
+
+
+def evse_electrical(n: int, evse: EvseDescription, live: StationLive) -> list[VariableSpec]:
+    """EVSE n's Power and, when the station reads its meter's currents, ACCurrent (A per
+    phase): Actual the highest phase current now, Target the current the arbiter steers
+    the pilot to, MinSet the 6 A below which the EVSE pauses, MaxSet the installation
+    limit. Without the installation limit only Power, as far as it is known."""
+    most = evse.max_current_a
+    if most is None:
+        return [electrical_power(n, evse.max_power_w, None, live)]
+    least_w = evse.max_power_w * MIN_CURRENT_A / most  # at the voltage max_power_w assumes
+    specs = [electrical_power(n, evse.max_power_w, least_w, live)]
+    if (current := live.current_a) is not None:
+        values: dict[Attribute, str | Callable[[], str]] = {
+            Attribute.MIN_SET: _rounded(MIN_CURRENT_A),
+            Attribute.MAX_SET: _rounded(most),
+        }
+        if (target := live.target_current_a) is not None:
+            values[Attribute.TARGET] = lambda: _rounded(min(max(target(n), 0.0), most))
+        amps = _electrical("EVSE", "ACCurrent", "A", n, lambda: _rounded(current(n)), values)
+        specs.insert(0, amps)
     return specs
 
 
@@ -643,6 +726,9 @@ class DeviceModel:
     def _put(self, spec: VariableSpec) -> None:
         if spec.key is not None and spec.key not in self._keys.specs:
             raise ValueError(f"{spec.storage_name()}: no configuration key {spec.key}")
+        for attribute, _ in spec.attribute_values:
+            if attribute is Attribute.ACTUAL or attribute not in spec.attributes:
+                raise ValueError(f"{spec.storage_name()}: a value for {attribute} it lacks")
         self._specs[spec.identity] = spec
         self._components.add(spec.component_id)
         if spec.key is None and spec.read is None:
@@ -711,6 +797,8 @@ class DeviceModel:
                 return spec.read()
             if spec.key is not None:
                 return self._keys.get(spec.key)
+        elif (given := dict(spec.attribute_values).get(attribute)) is not None:
+            return given if isinstance(given, str) else given()
         elif spec.read is not None:  # a live value's MinSet / MaxSet: the limits it has
             limit = spec.max_limit if attribute is Attribute.MAX_SET else spec.min_limit
             return "" if limit is None else _number(limit)
@@ -820,12 +908,15 @@ class DeviceModel:
             variable["instance"] = spec.variable_instance
         size = self._reporting_size()
         attributes = []
+        given = dict(spec.attribute_values)
         for attribute in spec.attributes:
+            fixed = isinstance(given.get(attribute), str)  # the wiring, not a live read
+            live = attribute in given and not fixed
             entry: dict[str, Any] = {
                 "type": attribute.value,
                 "mutability": spec.mutability.value,
-                "persistent": spec.read is None,
-                "constant": spec.constant,
+                "persistent": fixed or (spec.read is None and not live),
+                "constant": fixed or (spec.constant and not live),
             }
             if spec.mutability is not Mutability.WRITE_ONLY:  # B07.FR.03 / B08.FR.03
                 entry["value"] = self._read(spec, attribute)[:size]
