@@ -652,6 +652,14 @@ class Station:
             return
         self._after(self.core.authorize_on(connector, id_tag, parent, time.monotonic()))
 
+    def remote_start_details(self, connector: int, id_tag: str) -> dict[str, Any]:
+        """The details of a remote start for `id_tag` waiting on `connector` for its
+        transaction (none: no such start)."""
+        waiting = self._remote_details.get(connector)
+        if waiting is None or waiting["id_tag"] != id_tag:
+            return {}
+        return dict(waiting["details"])
+
     def _remote_start_failed(self, connector: int, id_tag: str) -> None:
         """What a remote start brought for its transaction goes: there will be none."""
         self._remote_details.pop(connector, None)

@@ -307,6 +307,13 @@ class Store:
         self._write("INSERT INTO tx_data (tx_id, meter_value) VALUES (?, ?)", (tx_id, text))
         self.queued_bytes += len(text)
 
+    def drop_tx_data(self, tx_id: int) -> None:
+        """A transaction's StopTxn data, reported at last (plain write: see mark_delivered)."""
+        freed = self._db.execute(
+            "DELETE FROM tx_data WHERE tx_id = ? RETURNING length(meter_value)", (tx_id,)
+        ).fetchall()
+        self.queued_bytes -= sum(r[0] for r in freed)
+
     def tx_data(self, tx_id: int) -> list[dict[str, Any]]:
         rows = self._db.execute(
             "SELECT meter_value FROM tx_data WHERE tx_id = ? ORDER BY id", (tx_id,)
@@ -315,9 +322,26 @@ class Store:
 
     # --- outbox -------------------------------------------------------------------
 
-    def enqueue(self, kind: str, data: dict[str, Any], tx_id: int | None = None) -> int:
+    def enqueue(
+        self,
+        kind: str,
+        data: dict[str, Any],
+        tx_id: int | None = None,
+        also: Callable[[], None] | None = None,
+    ) -> int:
+        """Queue an event; `also`: a protocol layer's record writes (plain put_record /
+        delete_record) made in the same atomic write."""
         with self.atomic():
+            if also is not None:
+                also()
             return self._enqueue(kind, data, tx_id)
+
+    def start_details(self, tx_id: int) -> dict[str, Any]:
+        """The details queued with a transaction's start (begin_transaction), while it waits."""
+        row = self._db.execute(
+            "SELECT data FROM outbox WHERE kind = 'start' AND tx_id = ? LIMIT 1", (tx_id,)
+        ).fetchone()
+        return {} if row is None else dict(json.loads(row[0]))
 
     def _enqueue(self, kind: str, data: dict[str, Any], tx_id: int | None) -> int:
         text = json.dumps(data)
@@ -345,10 +369,16 @@ class Store:
             row = self._db.execute("SELECT attempts FROM outbox WHERE id = ?", (message_id,))
             return int(row.fetchone()[0])
 
-    def mark_delivered(self, message_id: int, also: Callable[[], None] | None = None) -> None:
-        """The CSMS has it: forget it (and, with the stop, the transaction's StopTxn data).
-        `also`: a protocol layer's own record writes (plain put_record / delete_record),
-        made in the same atomic write, so a power cut keeps both or neither."""
+    def mark_delivered(
+        self,
+        message_id: int,
+        also: Callable[[], None] | None = None,
+        keep_tx_data: bool = False,
+    ) -> None:
+        """The CSMS has it: forget it (and, with the stop, the transaction's StopTxn data,
+        unless `keep_tx_data`: a later event still reports it). `also`: a protocol layer's
+        own record writes (plain put_record / delete_record / drop_tx_data), made in the
+        same atomic write, so a power cut keeps both or neither."""
         freed = 0
         with self.atomic():
             if also is not None:
@@ -359,7 +389,7 @@ class Store:
             ).fetchone()
             if row is not None:
                 freed += row[2]
-                if row[0] == "stop" and row[1] is not None:
+                if row[0] == "stop" and row[1] is not None and not keep_tx_data:
                     freed += sum(
                         r[0]
                         for r in self._db.execute(

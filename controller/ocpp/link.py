@@ -459,7 +459,8 @@ class OcppLink:
                 self.forget(prelude)
                 continue
             self.taken(message, action, answer)
-            self.store.mark_delivered(message.id, also=partial(self.forget, message))
+            keep = self.keeps_tx_data(message)
+            self.store.mark_delivered(message.id, partial(self.forget, message), keep)
 
     def _prelude(self, message: OutboxMessage) -> OutboxMessage | None:
         """The start a CSMS must get before `message`: its transaction started while the
@@ -577,6 +578,10 @@ class OcppLink:
     def forget(self, message: OutboxMessage) -> None:
         """What the layer keeps of a queued event until it is delivered goes; written in
         the same atomic write as the event leaves the queue (plain record writes only)."""
+
+    def keeps_tx_data(self, message: OutboxMessage) -> bool:
+        """Whether a delivered stop's StopTxn data is still to be reported later."""
+        return False
 
     def knows(self, tx: TransactionRecord) -> bool:
         """Whether this version's CSMS has had the transaction's start."""

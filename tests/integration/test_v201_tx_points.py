@@ -75,6 +75,8 @@ def test_ev_connected_starts_at_plug_in_and_the_card_is_an_update(
     daemon.request("card", uid=CARD)
     ended = ended_event(csms, after=mark)
     assert ended["triggerReason"] == "StopAuthorized"
+    # The stop is the first event after the card (E07): no charging-state change before it.
+    assert state(the_transaction(csms).distinct_events()[-2]) == "Charging"
     assert ended["transactionInfo"]["stoppedReason"] == "Local"
     view = the_transaction(csms)
     assert view.transaction_id == started["transactionInfo"]["transactionId"]
@@ -252,3 +254,120 @@ def test_trigger_and_remote_stop_reach_a_transaction_that_has_no_authorization(
     daemon.request("unplug", connector=1)
     time.sleep(0.5)
     assert len(csms.calls("TransactionEvent")) == 3
+
+
+def test_the_ev_leaving_ends_it_whatever_stop_tx_on_ev_side_disconnect_says(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    daemon = station("PowerPathClosed", keys={"StopTransactionOnEVSideDisconnect": False})
+    csms.wait_for("BootNotification")
+    mark = csms.mark()
+    daemon.request("plug", connector=1)
+    daemon.request("card", uid=CARD)
+    event(csms, mark, eventType="Started")
+    daemon.request("unplug", connector=1)  # TxStopPoint EVConnected: it ends
+    ended = ended_event(csms, after=mark)
+    assert ended["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+    daemon.wait(lambda s: s["connectors"][0]["transaction"] is None, what="the end")
+
+
+def test_a_1_6_csms_keeps_its_own_rule_on_a_station_that_also_speaks_2_0_1(
+    make_daemon: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    csms.subprotocols = ("ocpp1.6",)
+    daemon = make_daemon(
+        ocpp={"version": ["2.0.1", "1.6"]}, keys={"StopTransactionOnEVSideDisconnect": False}
+    )
+    csms.wait_for("BootNotification")
+    assert csms.version_of() == "1.6"
+    daemon.request("plug", connector=1)
+    daemon.request("card", uid=CARD)
+    csms.wait_for("StartTransaction")
+    daemon.request("unplug", connector=1)  # 1.6: the transaction waits for the EV
+    daemon.wait_status("SuspendedEV")
+    time.sleep(1.0)
+    assert not csms.calls("StopTransaction")
+    assert daemon.connector()["transaction"] is not None
+
+
+def test_the_data_of_the_charging_is_in_the_ended_event_of_a_transaction_that_outlived_it(
+    make_daemon: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    variables = '"TxCtrlr.TxStopPoint" = "EVConnected"\n"SampledDataCtrlr.TxEndedInterval" = 1\n'
+    keys = {"StopTxnSampledData": "Energy.Active.Import.Register"}  # TxEndedMeasurands
+    daemon = make_201(make_daemon)(keys=keys, extra="[ocpp.variables]\n" + variables)
+    csms.wait_for("BootNotification")
+    mark = csms.mark()
+    daemon.request("plug", connector=1)
+    daemon.request("card", uid=CARD)
+    daemon.request("ev_charge", connector=1, on=True)
+    daemon.wait_status("Charging")
+    time.sleep(2.5)
+    daemon.request("card", uid=CARD)
+    event(csms, mark, triggerReason="StopAuthorized")
+    time.sleep(0.5)  # the StopAuthorized event is delivered: its data stays for the Ended
+    daemon.request("unplug", connector=1)
+    ended = ended_event(csms, after=mark)
+    contexts = [v["sampledValue"][0].get("context") for v in ended["meterValue"]]
+    assert contexts.count("Sample.Periodic") >= 2
+    assert contexts[-1] == "Transaction.End"
+
+
+def test_a_card_refused_in_the_answer_to_its_started_event_ends_it(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    daemon = station("Authorized")
+    csms.wait_for("BootNotification")
+
+    def refuse_started(payload: dict[str, Any]) -> dict[str, Any]:
+        if payload["eventType"] == "Started":
+            return {"idTokenInfo": {"status": "Invalid"}}
+        return {}
+
+    csms.respond_with("TransactionEvent", refuse_started)
+    mark = csms.mark()
+    daemon.request("card", uid=CARD)  # Authorize says Accepted; the Started's answer not
+    ended = ended_event(csms, after=mark)
+    assert (ended["triggerReason"], ended["transactionInfo"]["stoppedReason"]) == (
+        "Deauthorized",
+        "DeAuthorized",
+    )
+    daemon.wait(lambda s: s["connectors"][0]["authorized_id_tag"] is None, what="withdrawn")
+    daemon.request("plug", connector=1)  # too late: nothing starts
+    time.sleep(0.5)
+    assert daemon.connector()["transaction"] is None
+
+
+def test_a_remote_start_before_the_ev_starts_it_with_its_remote_start_id(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    daemon = station("Authorized")
+    csms.wait_for("BootNotification")
+    mark = csms.mark()
+    request = {"idToken": {"idToken": CARD, "type": "ISO14443"}, "remoteStartId": 9, "evseId": 1}
+    assert csms.call("RequestStartTransaction", request)["status"] == "Accepted"
+    started = event(csms, mark, eventType="Started")
+    assert started["triggerReason"] == "RemoteStart"
+    assert started["transactionInfo"]["remoteStartId"] == 9
+    daemon.request("plug", connector=1)
+    plugged = event(csms, mark, triggerReason="CablePluggedIn")
+    assert "idToken" not in plugged  # reported once, by the Started
+
+
+def test_an_immediate_reset_ends_a_transaction_waiting_for_its_card_before_the_restart(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    daemon = station("EVConnected")
+    csms.wait_for("BootNotification")
+    mark = csms.mark()
+    daemon.request("plug", connector=1)
+    event(csms, mark, eventType="Started")
+    assert csms.call("Reset", {"type": "Immediate"})["status"] == "Accepted"
+    ended = ended_event(csms, after=mark)
+    assert (ended["triggerReason"], ended["transactionInfo"]["stoppedReason"]) == (
+        "ResetCommand",
+        "ImmediateReset",
+    )
+    boot = csms.wait_for("BootNotification", after=mark, timeout=20)
+    assert boot["reason"] == "RemoteReset"
+    assert "offline" not in ended  # sent before the restart

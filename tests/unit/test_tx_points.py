@@ -56,7 +56,7 @@ class Evse:
 def test_default_points_start_with_the_station_transaction_and_end_with_it() -> None:
     evse = Evse()
     assert evse.to(WAITING) == []  # no transaction before the EV is there
-    assert evse.to(RUNNING) == [Begin("Authorized", with_start_of=7)]
+    assert evse.to(RUNNING) == [Begin("CablePluggedIn", with_start_of=7)]  # the EV came last
     assert evse.to(CHARGING) == []
     assert evse.to(PLUGGED, ended=StopReason.LOCAL) == [
         End("StopAuthorized", "Local", with_stop_of=7)
@@ -69,6 +69,12 @@ def test_default_points_ignore_a_plug_in_without_authorization() -> None:
     evse = Evse()
     assert evse.to(PLUGGED) == [] and evse.to(IDLE) == []
     assert evse.open is None
+
+
+def test_default_points_with_the_ev_first_start_at_the_authorization() -> None:
+    evse = Evse()
+    evse.to(PLUGGED)
+    assert evse.to(RUNNING) == [Begin("Authorized", with_start_of=7)]
 
 
 def test_ev_connected_starts_at_plug_in_and_the_authorization_joins_it() -> None:

@@ -252,6 +252,13 @@ class ChargePoint201(OcppLink):
     def forget(self, message: OutboxMessage) -> None:
         self.events.delivered(message)
 
+    def keeps_tx_data(self, message: OutboxMessage) -> bool:
+        return self.events.outlived(message)
+
+    def in_charge(self) -> bool:
+        """Whether 2.0.1 is the version of the connection (or of the last one)."""
+        return self._active is self
+
     def knows(self, tx: TransactionRecord) -> bool:
         return self.events.knows(tx.id)
 
@@ -263,8 +270,10 @@ class ChargePoint201(OcppLink):
         tx = self.store.transaction(message.tx_id) if message.tx_id is not None else None
         if "idTokenInfo" not in answer:
             return
-        if message.data.get("id_tag"):  # a transaction started at an authorization
-            self._learn(message.data["id_tag"], answer["idTokenInfo"])
+        if message.data.get("id_tag"):  # a transaction that started at its authorization
+            info = self._learn(message.data["id_tag"], answer["idTokenInfo"])
+            if info is not None:
+                self.tracker.answered(message.data, info.status)
             return
         if tx is None:
             return
@@ -408,6 +417,12 @@ class ChargePoint201(OcppLink):
             await asyncio.sleep(0.5)
         self.store.set_meta(RESET_ON_IDLE, None)
         await self.reset(StopReason.SOFT_RESET)
+
+    async def reset(self, reason: StopReason, flush_s: float = 5.0) -> None:
+        # The link stops the station's transactions; those with none in them end too,
+        # so their Ended events go before the restart (B12.FR.04).
+        self.tracker.end_waiting(reason)
+        await super().reset(reason, flush_s)
 
     async def run(self) -> None:
         if self.store.get_meta(RESET_ON_IDLE):  # scheduled before a restart or power cut

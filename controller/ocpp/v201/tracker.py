@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import TYPE_CHECKING, Any
 
 from controller.core.connector import AuthorizationExpired
 from controller.core.status import ConnectorStatus, StopReason
 from controller.ocpp.v201.transactions import CHARGING_STATES, OWN_EVENT, RECORDS, new_record
 from controller.ocpp.v201.tx_points import (
+    ENDINGS,
     Begin,
     Decision,
     Drop,
@@ -46,6 +47,7 @@ log = logging.getLogger("evsed.ocpp")
 
 SEEN = "tx201evse"  # store records: EVSE number -> the facts the tracker last saw there
 DEFAULT_START, DEFAULT_STOP = "PowerPathClosed", "EVConnected,Authorized"
+STARTED_DETAILS = ("remote_start_id", "reservation_id")  # of a start, for its Started event
 
 
 class TransactionTracker:
@@ -54,7 +56,11 @@ class TransactionTracker:
         self.store = cp.store
         self.station = cp.station
         self.events = cp.events
-        self._seen = {int(n): EvseFacts(**facts) for n, facts in self.store.records(SEEN).items()}
+        known = {f.name for f in fields(EvseFacts)}
+        self._seen = {
+            int(n): EvseFacts(**{k: v for k, v in facts.items() if k in known})
+            for n, facts in self.store.records(SEEN).items()
+        }
         # The first look at an EVSE whose transaction was open when the station stopped.
         self._restarted = {
             int(record["connector"]): self.station.previous_run_ended
@@ -97,9 +103,11 @@ class TransactionTracker:
                 expired = any(
                     isinstance(e, AuthorizationExpired) and e.connector == number for e in effects
                 )
-                queued = self._step(number, before, now, expired, restarted) or queued
+                # Seen first: a power cut before the events are queued loses a plug-in's
+                # start (a card still starts one) rather than counting the plug-in twice.
                 self._seen[number] = now
                 self.store.put_record(SEEN, str(number), asdict(now))
+                queued = self._step(number, before, now, expired, restarted) or queued
         if queued:
             self.cp.events_queued()
 
@@ -136,7 +144,8 @@ class TransactionTracker:
                 record["outlived"] = [*record["outlived"], before.tx]  # its stop: an Updated
                 record["state"] = "EVConnected"  # which says so
             if new_open.begun:
-                queued = self._charging_state(uid, record, number, before, now) or queued
+                told = any(isinstance(d, (Begin, Join)) for d in decisions)
+                queued = self._charging_state(uid, record, number, before, now, told) or queued
         self.store.put_record(RECORDS, uid, record)
         return queued
 
@@ -155,7 +164,10 @@ class TransactionTracker:
             self.events.prune()  # a new transaction: the long-finished ones go
         if isinstance(decision, Hold):
             uid = str(uuid.uuid4())
-            return uid, new_record(number, [decision.tx], begun=False), False
+            # What its start row says (remoteStartId, reservationId), for the Started to come.
+            details = self.store.start_details(decision.tx)
+            kept = {k: v for k, v in details.items() if k in STARTED_DETAILS}
+            return uid, new_record(number, [decision.tx], begun=False, details=kept), False
         if isinstance(decision, Begin):
             if decision.with_start_of is not None:
                 uid = str(uuid.uuid4())
@@ -166,10 +178,12 @@ class TransactionTracker:
                 uid, record = str(uuid.uuid4()), new_record(number, [])
             state = self.charging_state(now, number)
             record |= {"begun": True, "state": state}
-            self.store.put_record(RECORDS, uid, record)  # before its first row names it
             id_tag = now.authorized or now.tag
             row = self._own_row(uid, number, "started", decision.trigger, state, id_tag=id_tag)
-            record["first"] = self.store.enqueue(OWN_EVENT, row, None)
+            row |= record.pop("details", {}) | self._waiting_details(number, now)
+            if row.get("remote_start_id") is not None and decision.trigger == "Authorized":
+                row["trigger"] = "RemoteStart"
+            record["first"] = self._queue(OWN_EVENT, row, None, uid, record)
             return uid, record, True
         if isinstance(decision, Join) and record is not None:
             record["txs"] = [*record["txs"], decision.tx]
@@ -183,15 +197,14 @@ class TransactionTracker:
                 state = "EVConnected" if now.plugged else "Idle"
                 row = self._own_row(uid, number, "ended", decision.trigger, state)
                 row["reason"] = decision.reason
-                self.store.put_record(RECORDS, uid, record)
-                self.store.enqueue(OWN_EVENT, row, None)
+                self._queue(OWN_EVENT, row, None, uid, record)
                 made = True
             self.store.put_record(RECORDS, uid, record)
             return None, None, made
         if isinstance(decision, Drop) and record is not None and uid is not None:
             self.store.put_record(RECORDS, uid, record | {"open": False})
             return None, None, False
-        if isinstance(decision, EndStationTx):
+        if isinstance(decision, EndStationTx) and self.cp.in_charge():  # else 1.6's keys rule
             log.info("the EV left: TxStopPoint ends the transaction", extra={"connector": number})
             asyncio.get_running_loop().call_soon(
                 self.station.stop_transaction, number, StopReason.EV_DISCONNECTED
@@ -220,22 +233,40 @@ class TransactionTracker:
         return CHARGING_STATES.get(status, "EVConnected")
 
     def _charging_state(
-        self, uid: str, record: dict[str, Any], number: int, before: EvseFacts, now: EvseFacts
+        self,
+        uid: str,
+        record: dict[str, Any],
+        number: int,
+        before: EvseFacts,
+        now: EvseFacts,
+        plug_told: bool,
     ) -> bool:
-        """A change of the open transaction's charging state is one of its events."""
+        """A change of the open transaction's charging state is one of its events; not
+        while the station transaction stops (its stop event says where it is), and a
+        plug-in the step's start or join reported is no trigger again."""
+        session = self.station.core.connector(number)
+        if session.tx is not None and session.tx.stopping:
+            return False
         state = self.charging_state(now, number)
         if record.get("state", "EVConnected") == state:
             return False
         record["state"] = state
         trigger = "ChargingStateChanged"
-        if now.plugged != before.plugged:
+        if now.plugged != before.plugged and not plug_told:
             trigger = "CablePluggedIn" if now.plugged else "EVCommunicationLost"
         row = {"uid": uid, "connector": number, "timestamp": self.station.clock.stamp()}
         row |= {"charging_state": state, "trigger": trigger}
         row |= {} if self.cp.online else {"offline": True}
-        self.store.put_record(RECORDS, uid, record)
-        self.store.enqueue("state", row, now.tx)
+        self._queue("state", row, now.tx, uid, record)
         return True
+
+    def _queue(
+        self, kind: str, row: dict[str, Any], tx_id: int | None, uid: str, record: dict[str, Any]
+    ) -> int:
+        """Queue an event with its transaction's record, in one atomic write."""
+        return self.store.enqueue(
+            kind, row, tx_id, also=lambda: self.store.put_record(RECORDS, uid, record)
+        )
 
     # --- what the CSMS asks ---------------------------------------------------------------
 
@@ -249,8 +280,40 @@ class TransactionTracker:
         now = self.facts(number)
         state = "EVConnected" if now.plugged else "Idle"
         row = self._own_row(uid, number, "ended", trigger, state) | {"reason": reason}
-        self.store.put_record(RECORDS, uid, record | {"open": False})
-        self.store.enqueue(OWN_EVENT, row, None)
+        self._queue(OWN_EVENT, row, None, uid, record | {"open": False})
         self.cp.events_queued()
         if now.authorized is not None:
             self.station.cancel_authorization(number)
+
+    def _waiting_details(self, number: int, now: EvseFacts) -> dict[str, Any]:
+        """The remote start or reservation an authorization waiting for the EV belongs to."""
+        if now.authorized is None:
+            return {}
+        details = self.station.remote_start_details(number, now.authorized)
+        out = {k: v for k, v in details.items() if k in STARTED_DETAILS}
+        auth = self.station.core.connector(number).auth
+        if auth is not None and auth.reservation_id is not None:
+            out["reservation_id"] = auth.reservation_id
+        return out
+
+    def answered(self, row: dict[str, Any], status: str) -> None:
+        """The CSMS's verdict on the idToken of a Started event of the layer's own: a
+        refusal ends the authorization (E05): the station transaction's rules apply if
+        it runs, else the transaction ends (Deauthorized) with the authorization."""
+        if status == "Accepted":
+            return
+        number = int(row["connector"])
+        tx_id = self.station.transaction_id(number)
+        if tx_id is not None:
+            self.station.transaction_confirmed(tx_id, status)
+        elif self.points().ends_with_authorization:
+            self.end(row["uid"], "Deauthorized", "DeAuthorized")
+
+    def end_waiting(self, reason: StopReason) -> None:
+        """End every open transaction with no station transaction in it (a reset: the
+        link stops the station's transactions with `reason`)."""
+        stopped, trigger = ENDINGS[reason]
+        for session in self.station.core.connectors:
+            uid = self.events.open_on(session.number)
+            if uid is not None and self.station.transaction_id(session.number) is None:
+                self.end(uid, trigger, stopped)

@@ -110,7 +110,7 @@ class TransactionEvents:
     # --- the records -------------------------------------------------------------------
 
     def record(self, uid: str) -> dict[str, Any] | None:
-        found = self.store.records(RECORDS).get(uid)
+        found = self.store.record(RECORDS, uid)
         return dict(found) if found else None
 
     def containing(self, tx_id: int) -> tuple[str, dict[str, Any]] | None:
@@ -203,6 +203,8 @@ class TransactionEvents:
             return
         uid, record = found
         if self._is_end(message, record):
+            for tx_id in record["txs"]:  # the StopTxn data of those it outlived: reported now
+                self.store.drop_tx_data(tx_id)
             later = any(self.store.has_pending(t, after=message.id) for t in record["txs"])
             if later:  # kept, ended, until the rows queued after it are given up (render)
                 self.store.put_record(RECORDS, uid, record | {"ended": True, "open": False})
@@ -211,6 +213,18 @@ class TransactionEvents:
             return
         record["seq"] = {k: v for k, v in record["seq"].items() if k != str(message.id)}
         self.store.put_record(RECORDS, uid, record)
+
+    def outlived(self, message: OutboxMessage) -> bool:
+        """Whether `message` is the stop of a station transaction its 2.0.1 transaction
+        outlives: its StopTxn data waits for the Ended event."""
+        found = self._find(message) if message.kind == "stop" else None
+        return found is not None and message.tx_id in found[1].get("outlived", [])
+
+    def reported(self, tx_id: int) -> bool:
+        """Whether a station transaction's events are reported (it is in a 2.0.1
+        transaction that has begun; not while it waits for EnergyTransfer)."""
+        found = self.containing(tx_id)
+        return found is None or bool(found[1].get("begun", True))
 
     def _find(self, message: OutboxMessage) -> tuple[str, dict[str, Any]] | None:
         uid = message.data.get("uid")
@@ -320,7 +334,8 @@ class TransactionEvents:
             tx.started_at, "EVConnected", meter=meter,
         )  # fmt: skip
         payload["timestamp"] = stamp
-        payload["idToken"] = self.tokens.id_token(tx.id_tag)
+        if first or trigger != "CablePluggedIn":  # else its Started had the idToken
+            payload["idToken"] = self.tokens.id_token(tx.id_tag)
         if remote is not None:
             payload["transactionInfo"]["remoteStartId"] = remote
         if data.get("reservation_id") is not None:
@@ -391,6 +406,10 @@ class TransactionEvents:
             payload["transactionInfo"]["stoppedReason"] = data["reason"]
         if data.get("id_tag"):
             payload["idToken"] = self.tokens.id_token(data["id_tag"])
+        if data.get("remote_start_id") is not None:
+            payload["transactionInfo"]["remoteStartId"] = data["remote_start_id"]
+        if data.get("reservation_id") is not None:
+            payload["reservationId"] = data["reservation_id"]
         return name, payload
 
     def _triggered(

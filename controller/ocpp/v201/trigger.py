@@ -160,7 +160,11 @@ class TriggerFeature:
         station, events = self.cp.station, self.cp.events
         # A station transaction, or a 2.0.1 one without (started at plug-in, say).
         found = [(n, station.transaction_id(n), events.open_on(n)) for n in self._evses(evse)]
-        running = [(n, tx_id, uid) for n, tx_id, uid in found if tx_id is not None or uid]
+        running = [
+            (n, tx_id, uid)
+            for n, tx_id, uid in found
+            if (tx_id is not None and events.reported(tx_id)) or (tx_id is None and uid)
+        ]  # (a station transaction waiting for EnergyTransfer is no 2.0.1 one yet)
         if not running:
             raise Refused("NoTransaction", "no transaction running there")
         # SampledDataCtrlr.TxUpdatedMeasurands

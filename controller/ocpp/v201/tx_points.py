@@ -196,10 +196,8 @@ def decide(
         out.append(EndStationTx(now.tx))
     if open_tx is None:
         return _start(points, before, now, started, out)
-    if started:
+    if started:  # (a held transaction cannot be open: its station transaction still runs)
         assert now.tx is not None
-        if not open_tx.begun:  # a held transaction ended and another started at once
-            return _start(points, before, now, started, out)
         again = open_tx.authorized is not None and open_tx.authorized == now.tag
         out.append(Join(now.tx, "CablePluggedIn" if again else "Authorized"))
         return replace(open_tx, authorized=now.tag), out
@@ -242,11 +240,11 @@ def _start(
         if points.waits_for_energy and not now.charging:
             out.append(Hold(now.tx))
             return OpenTx(begun=False), out
-        trigger = "Authorized"
-        if Point.EV_CONNECTED in points.start and now.plugged and not before.plugged:
-            trigger = "CablePluggedIn"
-        elif points.waits_for_energy:
+        trigger = "Authorized"  # the card (or remote start) came last
+        if points.waits_for_energy:
             trigger = "ChargingStateChanged"
+        elif now.plugged and not before.plugged:
+            trigger = "CablePluggedIn"  # the EV came last: the idToken is in the event too
         out.append(Begin(trigger, with_start_of=now.tx))
         return OpenTx(authorized=now.tag), out
     if Point.EV_CONNECTED in points.start and now.plugged and not before.plugged:
