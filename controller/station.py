@@ -871,6 +871,16 @@ class Station:
                         self._on_fault(n, FaultKind.METER, True)
             await asyncio.sleep(self.meter_poll_interval)
 
+    def checkpoint_before(self, connector: int, timestamp: str) -> None:
+        """Checkpoint the running transaction now, before an event stamped `timestamp` is
+        queued for it: a transaction closed after a power cut must not end before (or
+        below) an event already queued for it."""
+        tx_id = self._active_tx.get(connector)
+        reading = self.readings[connector - 1]
+        if tx_id is not None and reading is not None:
+            self._checkpointed[tx_id] = time.monotonic()
+            self.store.checkpoint(tx_id, reading.energy_wh, timestamp)
+
     def _checkpoint(self, connector: int) -> None:
         """Persist the running transaction's energy at least every sample interval (and
         every CHECKPOINT_S), so a power cut loses at most that much of the bill."""
@@ -910,12 +920,7 @@ class Station:
         stop_key = "StopTxnAlignedData" if aligned else "StopTxnSampledData"
         tx_id = self._active_tx.get(connector)
         timestamp = self.clock.stamp()
-        reading = self.readings[connector - 1]
-        if tx_id is not None and reading is not None:
-            # Checkpoint first: a transaction closed after a power cut must not end
-            # before (or below) a value already queued for it.
-            self._checkpointed[tx_id] = time.monotonic()
-            self.store.checkpoint(tx_id, reading.energy_wh, timestamp)
+        self.checkpoint_before(connector, timestamp)
         reported = self._sample(connector, self.measurands(reported_key), context) if report else []
         if reported:
             data = {"connector": connector, "timestamp": timestamp, "samples": reported}

@@ -371,3 +371,22 @@ def test_an_immediate_reset_ends_a_transaction_waiting_for_its_card_before_the_r
     boot = csms.wait_for("BootNotification", after=mark, timeout=20)
     assert boot["reason"] == "RemoteReset"
     assert "offline" not in ended  # sent before the restart
+
+
+def test_a_power_cut_ends_the_transaction_after_its_last_event(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    daemon = station("PowerPathClosed")
+    csms.wait_for("BootNotification")
+    mark = csms.mark()
+    daemon.request("plug", connector=1)
+    daemon.request("card", uid=CARD)
+    event(csms, mark, eventType="Started")
+    time.sleep(0.5)  # a meter reading checkpoints the transaction
+    daemon.request("ev_charge", connector=1, on=True)
+    charging = csms.wait_for("TransactionEvent", lambda p: state(p) == "Charging", after=mark)
+    daemon.kill()
+    daemon.start()
+    ended = ended_event(csms, after=mark)
+    assert ended["transactionInfo"]["stoppedReason"] == "PowerLoss"
+    assert ended["timestamp"] >= charging["timestamp"]  # not before an event it holds

@@ -217,6 +217,7 @@ class TransactionTracker:
         row: dict[str, Any] = {"uid": uid, "connector": number, "event": event}
         row |= {"trigger": trigger, "charging_state": state}
         row["timestamp"] = self.station.clock.stamp()
+        self.station.checkpoint_before(number, row["timestamp"])
         reading = self.station.readings[number - 1]
         if reading is not None:
             row["energy_wh"] = reading.energy_wh
@@ -254,7 +255,9 @@ class TransactionTracker:
         trigger = "ChargingStateChanged"
         if now.plugged != before.plugged and not plug_told:
             trigger = "CablePluggedIn" if now.plugged else "EVCommunicationLost"
-        row = {"uid": uid, "connector": number, "timestamp": self.station.clock.stamp()}
+        stamp = self.station.clock.stamp()
+        self.station.checkpoint_before(number, stamp)
+        row: dict[str, Any] = {"uid": uid, "connector": number, "timestamp": stamp}
         row |= {"charging_state": state, "trigger": trigger}
         row |= {} if self.cp.online else {"offline": True}
         self._queue("state", row, now.tx, uid, record)
