@@ -4,28 +4,20 @@ MinSet of the electrical variables, and the limit a charging profile sets as the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
-import pytest
+from collections.abc import Callable
 
 from hwsim.csms import CsmsThread
-from tests.integration.harness import CARD, Daemon
+from tests.integration.harness import Daemon
 from tests.integration.test_v201_provisioning import get_values, item
-from tests.integration.v201 import make_201
+
+# Fixtures "csms", "station" come with the import of csms_201, station_201.
+from tests.integration.v201 import (  # noqa: F401
+    csms_201,
+    station_201,
+)
 
 # EVSE 1: 16 A on three phases (11 040 W at 230 V); EVSE 2: 32 A on one (7 360 W).
 WIRING = [{"max_current": 16, "phases": 3}, {"max_current": 32, "phases": 1}]
-
-
-@pytest.fixture
-def csms() -> Iterator[CsmsThread]:
-    with CsmsThread(id_tags={CARD: "Accepted"}, subprotocols=("ocpp2.0.1",)) as central:
-        yield central
-
-
-@pytest.fixture
-def station(make_daemon: Callable[..., Daemon]) -> Callable[..., Daemon]:
-    return make_201(make_daemon)
 
 
 def read(csms: CsmsThread, *wanted: tuple[str, str, int | None, str]) -> list[str]:

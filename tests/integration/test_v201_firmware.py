@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import pytest
 from controller.update import Layout, build_bundle
 from hwsim.csms import CallErrorReceived, CsmsThread
 from tests.file_servers import FtpFileServer, HttpFileServer, Issued, issue, sign_file
-from tests.integration.harness import CARD, Daemon
+from tests.integration.harness import Daemon
 from tests.integration.transfer_setup import (
     FIRMWARE,
     Installer,
@@ -31,7 +31,14 @@ from tests.integration.transfer_setup import (
     toml_table,
     uploaded,
 )
-from tests.integration.v201 import ended_event, make_201, start_session_201
+
+# Fixtures "csms" come with the import of csms_201.
+from tests.integration.v201 import (  # noqa: F401
+    csms_201,
+    ended_event,
+    make_201,
+    start_session_201,
+)
 
 STATUS = "FirmwareStatusNotification"
 LOG_STATUS = "LogStatusNotification"
@@ -41,12 +48,6 @@ FINAL |= {"InstallVerificationFailed"}
 LOG_FINAL = {"Uploaded", "UploadFailure", "PermissionDenied", "NotSupportedOperation"}
 PASSWORD = "v201-diagnostics-secret-42"  # the CSMS password: must not leave the station
 NAME = re.compile(r"evsed-CP-TEST-(security-)?\d{8}T\d{6}Z\.tar\.gz")
-
-
-@pytest.fixture
-def csms() -> Iterator[CsmsThread]:
-    with CsmsThread(id_tags={CARD: "Accepted"}, subprotocols=("ocpp2.0.1",)) as central:
-        yield central
 
 
 @pytest.fixture

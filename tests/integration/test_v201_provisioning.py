@@ -5,28 +5,24 @@ follows (controller.ocpp.v201.provisioning, network, controller_variables)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from hwsim.csms import CsmsThread, Record
 from tests.integration.harness import CARD, Daemon
-from tests.integration.v201 import ended_event, make_201, start_session_201
+
+# Fixtures "csms", "station" come with the import of csms_201, station_201.
+from tests.integration.v201 import (  # noqa: F401
+    csms_201,
+    ended_event,
+    start_session_201,
+    station_201,
+)
 
 PERIODIC = "MeterValuePeriodic"
 PASSWORD = "0123456789abcdef"  # security profile 1 (the test CSMS does not check it)
-
-
-@pytest.fixture
-def csms() -> Iterator[CsmsThread]:
-    with CsmsThread(id_tags={CARD: "Accepted"}, subprotocols=("ocpp2.0.1",)) as central:
-        yield central
-
-
-@pytest.fixture
-def station(make_daemon: Callable[..., Daemon]) -> Callable[..., Daemon]:
-    return make_201(make_daemon)
 
 
 # --- helpers -------------------------------------------------------------------------------

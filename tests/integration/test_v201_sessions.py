@@ -5,26 +5,20 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
-
-import pytest
+from collections.abc import Callable
 
 from hwsim.csms import CsmsThread
 from tests.integration.harness import CARD, Daemon
-from tests.integration.v201 import ended_event, make_201, start_session_201
+
+# Fixtures "csms", "station" come with the import of csms_201, station_201.
+from tests.integration.v201 import (  # noqa: F401
+    csms_201,
+    ended_event,
+    start_session_201,
+    station_201,
+)
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$")
-
-
-@pytest.fixture
-def csms() -> Iterator[CsmsThread]:
-    with CsmsThread(id_tags={CARD: "Accepted"}, subprotocols=("ocpp2.0.1",)) as central:
-        yield central
-
-
-@pytest.fixture
-def station(make_daemon: Callable[..., Daemon]) -> Callable[..., Daemon]:
-    return make_201(make_daemon)
 
 
 def test_a_card_session_is_one_gap_free_transaction(

@@ -8,29 +8,23 @@ changes the duty of a session at most once or twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import pytest
 
 from hwsim.csms import CsmsThread
 from tests.integration.harness import CARD, Daemon
 from tests.integration.test_smart_charging import DUTY_8_A, DUTY_10_A, DUTY_16_A, wait_duty
-from tests.integration.v201 import ended_event, make_201, start_session_201
+
+# Fixtures "csms", "station" come with the import of csms_201, station_201.
+from tests.integration.v201 import (  # noqa: F401
+    csms_201,
+    ended_event,
+    start_session_201,
+    station_201,
+)
 
 EXTERNAL = "ChargingStationExternalConstraints"
-
-
-@pytest.fixture
-def csms() -> Iterator[CsmsThread]:
-    with CsmsThread(id_tags={CARD: "Accepted"}, subprotocols=("ocpp2.0.1",)) as central:
-        yield central
-
-
-@pytest.fixture
-def station(make_daemon: Callable[..., Daemon]) -> Callable[..., Daemon]:
-    return make_201(make_daemon)
 
 
 def iso(moment: datetime) -> str:

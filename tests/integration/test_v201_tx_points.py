@@ -5,20 +5,20 @@ until the EV leaves, as a 2.0.1 CSMS sees them (one transactionId, gap-free seqN
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from hwsim.csms import CsmsThread
 from tests.integration.harness import CARD, Daemon
-from tests.integration.v201 import ended_event, make_201
 
-
-@pytest.fixture
-def csms() -> Iterator[CsmsThread]:
-    with CsmsThread(id_tags={CARD: "Accepted"}, subprotocols=("ocpp2.0.1",)) as central:
-        yield central
+# Fixtures "csms" come with the import of csms_201.
+from tests.integration.v201 import (  # noqa: F401
+    csms_201,
+    ended_event,
+    make_201,
+)
 
 
 @pytest.fixture

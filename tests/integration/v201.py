@@ -3,8 +3,10 @@ the 1.6 tests, with 2.0.1 negotiated."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+import pytest
 
 from hwsim.csms import CsmsThread
 from tests.integration.harness import CARD, Daemon
@@ -18,6 +20,20 @@ def make_201(make_daemon: Callable[..., Daemon]) -> Callable[..., Daemon]:
         return make_daemon(ocpp=ocpp, **kwargs)
 
     return make
+
+
+@pytest.fixture(name="csms")
+def csms_201() -> Iterator[CsmsThread]:
+    """Fixture "csms" of a test module that imports it: the test CSMS speaking only
+    2.0.1, accepting CARD."""
+    with CsmsThread(id_tags={CARD: "Accepted"}, subprotocols=("ocpp2.0.1",)) as central:
+        yield central
+
+
+@pytest.fixture(name="station")
+def station_201(make_daemon: Callable[..., Daemon]) -> Callable[..., Daemon]:
+    """Fixture "station" of a test module that imports it: make_201(make_daemon)."""
+    return make_201(make_daemon)
 
 
 def start_session_201(daemon: Daemon, csms: CsmsThread, card: str = CARD) -> dict[str, Any]:
