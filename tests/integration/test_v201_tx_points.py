@@ -22,13 +22,16 @@ from tests.integration.v201 import (  # noqa: F401
 
 
 @pytest.fixture
-def station(make_daemon: Callable[..., Daemon]) -> Callable[..., Daemon]:
-    """A 2.0.1 station with the given start and stop points (from [ocpp.variables])."""
+def station(make_daemon: Callable[..., Daemon], csms: CsmsThread) -> Callable[..., Daemon]:
+    """A 2.0.1 station with the given start and stop points (from [ocpp.variables]),
+    registered with the CSMS."""
     make = make_201(make_daemon)
 
     def started(start: str, stop: str = "EVConnected,Authorized", **kwargs: Any) -> Daemon:
         variables = f'"TxCtrlr.TxStartPoint" = "{start}"\n"TxCtrlr.TxStopPoint" = "{stop}"\n'
-        return make(extra="[ocpp.variables]\n" + variables, **kwargs)
+        daemon = make(extra="[ocpp.variables]\n" + variables, **kwargs)
+        csms.wait_for("BootNotification")
+        return daemon
 
     return started
 
@@ -40,6 +43,13 @@ def event(csms: CsmsThread, mark: int, **fields: str) -> dict[str, Any]:
         return all(p.get(k) == v for k, v in fields.items())
 
     return csms.wait_for_record("TransactionEvent", matches, after=mark).payload
+
+
+def plug_in(daemon: Daemon, csms: CsmsThread) -> tuple[int, dict[str, Any]]:
+    """Plug in (TxStartPoint EVConnected): the mark before and the Started event."""
+    mark = csms.mark()
+    daemon.request("plug", connector=1)
+    return mark, event(csms, mark, eventType="Started")
 
 
 def the_transaction(csms: CsmsThread) -> Any:
@@ -56,7 +66,6 @@ def test_ev_connected_starts_at_plug_in_and_the_card_is_an_update(
     station: Callable[..., Daemon], csms: CsmsThread
 ) -> None:
     daemon = station("EVConnected")
-    csms.wait_for("BootNotification")
     daemon.request("meter_set", connector=1, wh=250.0)
     time.sleep(0.5)
     mark = csms.mark()
@@ -87,10 +96,7 @@ def test_ev_connected_start_ends_when_the_ev_leaves_unauthorized(
     station: Callable[..., Daemon], csms: CsmsThread
 ) -> None:
     daemon = station("EVConnected")
-    csms.wait_for("BootNotification")
-    mark = csms.mark()
-    daemon.request("plug", connector=1)
-    event(csms, mark, eventType="Started")
+    mark, _ = plug_in(daemon, csms)
     answer = csms.call(
         "GetTransactionStatus", {"transactionId": the_transaction(csms).transaction_id}
     )
@@ -108,7 +114,6 @@ def test_authorized_starts_at_the_card_and_times_out_without_an_ev(
     station: Callable[..., Daemon], csms: CsmsThread
 ) -> None:
     daemon = station("Authorized", keys={"ConnectionTimeOut": 2})
-    csms.wait_for("BootNotification")
     mark = csms.mark()
     daemon.request("card", uid=CARD)
     started = event(csms, mark, eventType="Started")
@@ -125,7 +130,6 @@ def test_authorized_start_then_plug_in_is_one_transaction(
     station: Callable[..., Daemon], csms: CsmsThread
 ) -> None:
     daemon = station("Authorized")
-    csms.wait_for("BootNotification")
     mark = csms.mark()
     daemon.request("card", uid=CARD)
     event(csms, mark, eventType="Started")
@@ -144,7 +148,6 @@ def test_stop_at_ev_connected_outlives_the_card_until_the_ev_leaves(
     station: Callable[..., Daemon], csms: CsmsThread
 ) -> None:
     daemon = station("PowerPathClosed", "EVConnected")
-    csms.wait_for("BootNotification")
     mark = csms.mark()
     daemon.request("plug", connector=1)
     daemon.request("card", uid=CARD)
@@ -173,7 +176,6 @@ def test_energy_transfer_starts_only_when_energy_flows(
     station: Callable[..., Daemon], csms: CsmsThread
 ) -> None:
     daemon = station("EnergyTransfer")
-    csms.wait_for("BootNotification")
     mark = csms.mark()
     daemon.request("plug", connector=1)
     daemon.request("card", uid=CARD)
@@ -195,10 +197,7 @@ def test_a_power_cut_ends_a_transaction_waiting_for_its_card_once(
     station: Callable[..., Daemon], csms: CsmsThread
 ) -> None:
     daemon = station("EVConnected")
-    csms.wait_for("BootNotification")
-    mark = csms.mark()
-    daemon.request("plug", connector=1)
-    event(csms, mark, eventType="Started")
+    mark, _ = plug_in(daemon, csms)
     daemon.kill()
     daemon.start()  # the simulated EV is still plugged in
     ended = ended_event(csms, after=mark)
@@ -214,10 +213,7 @@ def test_remote_start_joins_and_remote_stop_ends_a_transaction_started_at_plug_i
     station: Callable[..., Daemon], csms: CsmsThread
 ) -> None:
     daemon = station("EVConnected")
-    csms.wait_for("BootNotification")
-    mark = csms.mark()
-    daemon.request("plug", connector=1)
-    started = event(csms, mark, eventType="Started")
+    mark, started = plug_in(daemon, csms)
     uid = started["transactionInfo"]["transactionId"]
     request = {"idToken": {"idToken": CARD, "type": "ISO14443"}, "remoteStartId": 5, "evseId": 1}
     answer = csms.call("RequestStartTransaction", request)
@@ -235,10 +231,8 @@ def test_trigger_and_remote_stop_reach_a_transaction_that_has_no_authorization(
     station: Callable[..., Daemon], csms: CsmsThread
 ) -> None:
     daemon = station("EVConnected")
-    csms.wait_for("BootNotification")
-    mark = csms.mark()
-    daemon.request("plug", connector=1)
-    uid = event(csms, mark, eventType="Started")["transactionInfo"]["transactionId"]
+    mark, started = plug_in(daemon, csms)
+    uid = started["transactionInfo"]["transactionId"]
     trigger = {"requestedMessage": "TransactionEvent", "evse": {"id": 1}}
     assert csms.call("TriggerMessage", trigger)["status"] == "Accepted"
     triggered = event(csms, mark, triggerReason="Trigger")
@@ -260,7 +254,6 @@ def test_the_ev_leaving_ends_it_whatever_stop_tx_on_ev_side_disconnect_says(
     station: Callable[..., Daemon], csms: CsmsThread
 ) -> None:
     daemon = station("PowerPathClosed", keys={"StopTransactionOnEVSideDisconnect": False})
-    csms.wait_for("BootNotification")
     mark = csms.mark()
     daemon.request("plug", connector=1)
     daemon.request("card", uid=CARD)
@@ -317,7 +310,6 @@ def test_a_card_refused_in_the_answer_to_its_started_event_ends_it(
     station: Callable[..., Daemon], csms: CsmsThread
 ) -> None:
     daemon = station("Authorized")
-    csms.wait_for("BootNotification")
 
     def refuse_started(payload: dict[str, Any]) -> dict[str, Any]:
         if payload["eventType"] == "Started":
@@ -342,7 +334,6 @@ def test_a_remote_start_before_the_ev_starts_it_with_its_remote_start_id(
     station: Callable[..., Daemon], csms: CsmsThread
 ) -> None:
     daemon = station("Authorized")
-    csms.wait_for("BootNotification")
     mark = csms.mark()
     request = {"idToken": {"idToken": CARD, "type": "ISO14443"}, "remoteStartId": 9, "evseId": 1}
     assert csms.call("RequestStartTransaction", request)["status"] == "Accepted"
@@ -358,10 +349,7 @@ def test_an_immediate_reset_ends_a_transaction_waiting_for_its_card_before_the_r
     station: Callable[..., Daemon], csms: CsmsThread
 ) -> None:
     daemon = station("EVConnected")
-    csms.wait_for("BootNotification")
-    mark = csms.mark()
-    daemon.request("plug", connector=1)
-    event(csms, mark, eventType="Started")
+    mark, _ = plug_in(daemon, csms)
     assert csms.call("Reset", {"type": "Immediate"})["status"] == "Accepted"
     ended = ended_event(csms, after=mark)
     assert (ended["triggerReason"], ended["transactionInfo"]["stoppedReason"]) == (
@@ -377,7 +365,6 @@ def test_a_power_cut_ends_the_transaction_after_its_last_event(
     station: Callable[..., Daemon], csms: CsmsThread
 ) -> None:
     daemon = station("PowerPathClosed")
-    csms.wait_for("BootNotification")
     mark = csms.mark()
     daemon.request("plug", connector=1)
     daemon.request("card", uid=CARD)
