@@ -25,10 +25,11 @@ or D with the PWM on, inside a session the driver was authorized for, and openin
 the next thing whenever the pilot left C/D while it was closed.
 
 Default: three fixed seeds over OCPP 1.6 (two with one connector, one with two) and
-one over 2.0.1 (one connector), six charging sessions each, about 55 s in all. Run
-with -s to see a summary per seed (sessions, faults injected, messages,
-retransmissions the CSMS recognised). A longer run by
-hand (some 2-3 s per session; this one takes over an hour):
+two over 2.0.1 (one connector; the default TxStartPoint / TxStopPoint, and
+EVConnected/EVConnected), six charging sessions each (five for the last), about 70 s
+in all. Run with -s to see a summary per seed (sessions, faults injected, messages,
+retransmissions the CSMS recognised). A longer run by hand (some 2-3 s per session;
+this one takes over an hour):
 
     EVSED_CHAOS_SESSIONS=200 EVSED_CHAOS_SEEDS=5 \\
         .venv/bin/python -m pytest -q tests/integration/test_chaos.py::test_chaos -s
@@ -36,7 +37,9 @@ hand (some 2-3 s per session; this one takes over an hour):
 EVSED_CHAOS_SESSIONS is the number of sessions that charge per run (refused cards
 come on top); EVSED_CHAOS_SEEDS a count (seeds 1..N) or a comma-separated list of
 seeds; EVSED_CHAOS_CONNECTORS (1 or 2) restricts the long run to one station
-layout (default: both, for every seed). A failure prints the seed's daemon log.
+layout (default: both, for every seed). A failure names its case, prints the tail
+of the daemon's log and keeps the whole log and the store in pytest's tmp_path
+("failed-run", named in the failure).
 
 OCPP 2.0.1: the same driver and faults over 2.0.1 (the daemon with `[ocpp] version =
 "2.0.1"`, the CSMS accepting only "ocpp2.0.1"). The CALLERRORs, unanswered calls and
@@ -44,13 +47,30 @@ kills on an answer then hit TransactionEvent, and the CSMS's view is
 `CsmsThread.transaction_events()`: every transaction the station ran is exactly one
 2.0.1 transaction, with one Started and one Ended event, gap-free seqNos, the
 expected stoppedReason, an energy register that never goes down over its events and
-an Ended energy equal to the store's meter_stop. The default run has one small 2.0.1
-case; EVSED_CHAOS_OCPP=2.0.1 (or "both"; default 1.6) selects the version of a
-long run:
+an Ended energy equal to the store's meter_stop. EVSED_CHAOS_OCPP=2.0.1 (or "both";
+default 1.6) selects the version of a long run:
 
     EVSED_CHAOS_OCPP=2.0.1 EVSED_CHAOS_SESSIONS=100 EVSED_CHAOS_SEEDS=2 \\
         EVSED_CHAOS_CONNECTORS=1 .venv/bin/python -m pytest -q \\
         tests/integration/test_chaos.py::test_chaos -s
+
+TxStartPoint / TxStopPoint (2.0.1 only): EVSED_CHAOS_TX_POINTS is a ";"-separated list
+of "TxStartPoint/TxStopPoint" values, each run as its own case with the points set in
+the daemon's `[ocpp.variables]`; with them, one card in three (one connector) comes
+before the EV. A 2.0.1 transaction may then start at plug-in or at a card, outlive a
+card stop until the EV leaves (and hold several station transactions), or with
+EnergyTransfer hold none of a station transaction that never charged, so the check is
+`check_201_points`: one Started and one Ended per 2.0.1 transaction, gap-free seqNos,
+every event stamped inside its transaction, never two open at once on one EVSE,
+energy that never goes down, and every station transaction started in exactly one
+2.0.1 transaction (its Started, an Updated with its idToken, or the Updated
+(CablePluggedIn) after a Started that carried its idToken), or, with EnergyTransfer,
+in none if it did not charge. The soak of all three shapes:
+
+    EVSED_CHAOS_OCPP=2.0.1 EVSED_CHAOS_SESSIONS=60 EVSED_CHAOS_SEEDS=1,2 \\
+        EVSED_CHAOS_CONNECTORS=1 EVSED_CHAOS_TX_POINTS="EVConnected/EVConnected;\\
+        Authorized/EVConnected,Authorized;EnergyTransfer/EVConnected,Authorized" \\
+        .venv/bin/python -m pytest -q tests/integration/test_chaos.py::test_chaos -s
 """
 
 from __future__ import annotations
@@ -59,6 +79,7 @@ import contextlib
 import itertools
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -69,6 +90,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,15 +107,25 @@ TX_ACTIONS = ("StartTransaction", "MeterValues", "StopTransaction")
 V201 = "2.0.1"
 ATTEMPTS = 5  # TransactionMessageAttempts
 ENERGY = "Energy.Active.Import.Register"
+# The default run's case with other TxStartPoint / TxStopPoint: this seed has a card
+# before the EV, a refused card (a 2.0.1 transaction with no station transaction in it)
+# and kills on a TransactionEvent answer in five sessions.
+SEED_POINTS = 4
 WAIT = 30.0  # generous: the machine may be busy; every wait polls a condition
 
 
-def _cases() -> list[tuple[int, int, int, str]]:
-    """(seed, connectors, sessions, OCPP version) per run."""
+def _cases() -> list[tuple[int, int, int, str, str]]:
+    """(seed, connectors, sessions, OCPP version, TxStartPoint/TxStopPoint) per run."""
     seeds_env = os.environ.get("EVSED_CHAOS_SEEDS")
     sessions_env = os.environ.get("EVSED_CHAOS_SESSIONS")
     if not seeds_env and not sessions_env:
-        return [(2, 1, 6, "1.6"), (4, 1, 6, "1.6"), (3, 2, 6, "1.6"), (2, 1, 6, V201)]
+        return [
+            (2, 1, 6, "1.6", ""),
+            (4, 1, 6, "1.6", ""),
+            (3, 2, 6, "1.6", ""),
+            (2, 1, 6, V201, ""),
+            (SEED_POINTS, 1, 5, V201, "EVConnected/EVConnected"),
+        ]
     seeds_env = seeds_env or "3"
     if "," in seeds_env:
         seeds = [int(s) for s in seeds_env.split(",") if s.strip()]
@@ -108,7 +140,19 @@ def _cases() -> list[tuple[int, int, int, str]]:
     version = os.environ.get("EVSED_CHAOS_OCPP", "1.6")
     versions = ["1.6", V201] if version == "both" else [version]
     assert set(versions) <= {"1.6", V201}, f"EVSED_CHAOS_OCPP={version}: 1.6, 2.0.1 or both"
-    return [(seed, n, sessions, v) for v in versions for seed in seeds for n in layouts]
+    points = [p.strip() for p in os.environ.get("EVSED_CHAOS_TX_POINTS", "").split(";")]
+    points = [p for p in points if p] or [""]
+    assert points == [""] or versions == [V201], (
+        "EVSED_CHAOS_TX_POINTS needs EVSED_CHAOS_OCPP=2.0.1"
+    )
+    assert all(p.count("/") == 1 for p in points if p), f"{points}: start/stop, e.g. A/B,C"
+    return [
+        (seed, n, sessions, v, p)
+        for v in versions
+        for p in points
+        for seed in seeds
+        for n in layouts
+    ]
 
 
 @pytest.fixture
@@ -217,10 +261,12 @@ class Chaos:
         daemon: Daemon,
         csms: CsmsThread,
         ocpp: str = "1.6",
+        points: str = "",
     ) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
         self.ocpp = ocpp
+        self.points = points  # "TxStartPoint/TxStopPoint" (2.0.1); "": the defaults
         self.connectors = connectors
         self.target = sessions
         self.daemon = daemon
@@ -286,12 +332,10 @@ class Chaos:
         attempt = Attempt(len(self.attempts) + 1, connector, card, online, expected)
         attempt.revoked = revoked
         self.attempts.append(attempt)
-        self.daemon.request("plug", connector=connector)
-        self.plugged.add(connector)
-        self.wait(
-            lambda s: s["connectors"][connector - 1]["status"] == "Preparing",
-            f"connector {connector} to see the cable",
-        )
+        # With other points, the card sometimes comes before the EV (TxStartPoint Authorized).
+        card_first = bool(self.points) and self.connectors == 1 and self.rng.random() < 0.3
+        if not card_first:
+            self.plug(connector)
         self.log.read()
         if self.reader_down_until is not None:
             self.tap_dead_reader(card)
@@ -310,6 +354,9 @@ class Chaos:
                     if f" {card} {verdict} (" in line:
                         attempt.accepted = verdict == "accepted"
                         attempt.why = line.rsplit("(", 1)[-1].rstrip(")")
+        if card_first and attempt.accepted:
+            self.counts["cards before the EV"] += 1
+            self.plug(connector, authorized=True)
         if attempt.accepted:
             state = self.wait(
                 lambda s: (self.tx_of(s, connector) or {}).get("id_tag") == card,
@@ -338,6 +385,17 @@ class Chaos:
         )
         attempt.charged = True
         attempt.min_end = time.monotonic() + self.rng.uniform(0.5, 1.8)
+
+    def plug(self, connector: int, authorized: bool = False) -> None:
+        """Plug in; without an authorization waiting, until the station sees the cable
+        (with one, the transaction it starts is waited for)."""
+        self.daemon.request("plug", connector=connector)
+        self.plugged.add(connector)
+        if not authorized:
+            self.wait(
+                lambda s: s["connectors"][connector - 1]["status"] == "Preparing",
+                f"connector {connector} to see the cable",
+            )
 
     def leave(self, connector: int) -> None:
         """The EV leaves: unplugged, not asking for energy any more."""
@@ -762,6 +820,8 @@ def check_201(chaos: Chaos) -> dict[str, TransactionEvents]:
         assert _begin_end(ended, "Transaction.End") == round(stop_wh, 3), where
         began, over = _time(started["timestamp"]), _time(ended["timestamp"])
         assert began <= over, where
+        skewed = [e for e in events if not began <= _time(e["timestamp"]) <= over]
+        assert not skewed, f"{where}: events timed outside it: {skewed}"
         values = sorted(view.meter_values(), key=lambda mv: _time(mv["timestamp"]))
         for mv in values:
             assert began <= _time(mv["timestamp"]) <= over, f"{where}: {mv}"
@@ -789,6 +849,140 @@ def check_201(chaos: Chaos) -> dict[str, TransactionEvents]:
         if attempt.card == UNKNOWN:
             assert not attempt.accepted, attempt
     return views
+
+
+def _ordered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(events, key=lambda e: e["seqNo"])
+
+
+def _starts_in(events: list[dict[str, Any]], row: tuple[Any, ...], energy_transfer: bool) -> bool:
+    """Whether a 2.0.1 transaction's `events` report the start of station transaction `row`
+    (id, connector, id_tag, meter_start_wh, started_at, meter_stop_wh, stopped_at): the
+    Started event or an Updated one with its idToken and time; an Updated(CablePluggedIn)
+    at its time without idToken when an earlier event of the transaction carried its
+    idTag (TxStartPoint Authorized, card first: the Started reported it); with TxStartPoint
+    EnergyTransfer also a Started with its idToken while it ran (energy flowed: the
+    transaction began)."""
+    _id, _connector, id_tag, _start_wh, started_at, _stop_wh, stopped_at = row
+    # A start never sent (held, EnergyTransfer) keeps its provisional stamp: its wall time.
+    started_at, stopped_at = (s.rpartition("|")[2] for s in (started_at, stopped_at))
+    told = False  # an earlier event carried the idTag
+    for event in _ordered(events):
+        kind, token = event["eventType"], event.get("idToken", {}).get("idToken")
+        if kind in ("Started", "Updated") and event["timestamp"] == started_at:
+            if token == id_tag:
+                return True
+            joined = kind == "Updated" and event["triggerReason"] == "CablePluggedIn"
+            if joined and token is None and told:
+                return True
+        during = _time(started_at) <= _time(event["timestamp"]) <= _time(stopped_at)
+        if energy_transfer and kind == "Started" and token == id_tag and during:
+            return True
+        told = told or token == id_tag
+    return False
+
+
+@dataclass
+class PointsView:
+    """What `check_201_points` found: the CSMS's transactions, how many station
+    transactions each holds and how many are in none (EnergyTransfer)."""
+
+    views: dict[str, TransactionEvents]
+    held: Counter[str]
+    in_none: int
+
+
+def check_201_points(chaos: Chaos) -> PointsView:
+    """`check_201` for any TxStartPoint / TxStopPoint: a 2.0.1 transaction may start at
+    plug-in or at a card before the EV, outlive a card stop until the EV leaves (then hold
+    several station transactions), or (EnergyTransfer) hold none of a station transaction
+    that never charged."""
+    views = chaos.csms.transaction_events()
+    rows = chaos.db(
+        "SELECT id, connector, id_tag, meter_start_wh, started_at, meter_stop_wh, stopped_at"
+        " FROM transactions ORDER BY id"
+    )
+    ran = [a for a in chaos.attempts if a.accepted]
+    energy_transfer = "EnergyTransfer" in chaos.points.split("/")[0].split(",")
+
+    assert chaos.db("SELECT id, kind, last_error FROM outbox") == [], "undelivered messages"
+    assert chaos.db("SELECT count(*) FROM records WHERE kind = 'tx201'") == [(0,)], (
+        "a transaction's 2.0.1 record outlived its Ended event"
+    )
+    assert [r[0] for r in rows] == [a.tx for a in ran]
+    assert all(a.charged for a in ran), "every accepted session closed the contactor"
+
+    evse: dict[str, int] = {}
+    for tx_id, view in views.items():
+        events = view.distinct_events()
+        where = f"transaction {tx_id}: events {events}"
+        types = [e["eventType"] for e in events]
+        assert (types.count("Started"), types.count("Ended")) == (1, 1), where
+        assert view.gap_free(), f"{where}: seqNos {view.seq_nos}"
+        ordered = _ordered(events)
+        assert (ordered[0]["eventType"], ordered[-1]["eventType"]) == ("Started", "Ended"), where
+        started, ended = view.started, view.ended
+        assert started is not None and ended is not None, where
+        home = started["evse"]
+        evse[tx_id] = home["id"]
+        assert all(e.get("evse", home)["id"] == home["id"] for e in events), where
+        # A power cut ends a transaction at its last checkpoint, which every event is
+        # written after: none is stamped outside Started..Ended.
+        began, over = _time(started["timestamp"]), _time(ended["timestamp"])
+        skewed = [e for e in events if not began <= _time(e["timestamp"]) <= over]
+        assert not skewed, f"{where}: events timed outside it: {skewed}"
+        assert all(e.get("idToken", {}).get("idToken") != UNKNOWN for e in events), where
+        values = sorted(view.meter_values(), key=lambda mv: _time(mv["timestamp"]))
+        energy = [
+            float(sample["value"])
+            for mv in values
+            for sample in mv["sampledValue"]
+            if sample.get("measurand", ENERGY) == ENERGY
+        ]
+        assert energy == sorted(energy), f"{where}: energy {energy}"
+        final = [
+            float(sample["value"])
+            for mv in ended.get("meterValue", [])
+            for sample in mv["sampledValue"]
+            if sample.get("context") == "Transaction.End" and sample.get("measurand") == ENERGY
+        ]
+        assert all(f >= e for f in final for e in energy), f"{where}: energy {energy}"
+
+    for connector in range(1, chaos.connectors + 1):
+        mine = [v for t, v in views.items() if evse[t] == connector]
+        mine.sort(key=lambda v: _time(v.started["timestamp"]))  # type: ignore[index]
+        for before, after in itertools.pairwise(mine):
+            assert before.ended is not None and after.started is not None
+            assert _time(before.ended["timestamp"]) <= _time(after.started["timestamp"]), (
+                f"two transactions open at once on EVSE {connector}: "
+                f"{before.distinct_events()} {after.distinct_events()}"
+            )
+
+    held: Counter[str] = Counter()
+    in_none = 0
+    for row in rows:
+        on_evse = {t: v.distinct_events() for t, v in views.items() if evse[t] == row[1]}
+        homes = [t for t, events in on_evse.items() if _starts_in(events, row, energy_transfer)]
+        at = _time(row[4].rpartition("|")[2])
+        around = {  # the EVSE's 2.0.1 transactions open when it started
+            t: events
+            for t, events in on_evse.items()
+            if _time(views[t].started["timestamp"]) <= at  # type: ignore[index]
+            and at <= _time(views[t].ended["timestamp"])  # type: ignore[index]
+        }
+        where = f"station transaction {row} in 2.0.1 transactions {homes}; around it: {around}"
+        if not homes and energy_transfer:
+            assert row[5] == row[3], f"{where}: it charged"
+            in_none += 1
+            continue
+        assert len(homes) == 1, where
+        held[homes[0]] += 1
+
+    for attempt in chaos.attempts:
+        assert attempt.accepted == attempt.expected, attempt
+        if attempt.card == UNKNOWN:
+            assert not attempt.accepted, attempt
+    return PointsView(views, held, in_none)
 
 
 @dataclass
@@ -887,6 +1081,16 @@ def summary_201(
     )
 
 
+def summary_points(found: PointsView, points: str) -> str:
+    sizes = Counter(found.held.values())
+    sizes[0] = len(found.views) - len(found.held)
+    return (
+        f"; points {points}: {sum(found.held.values()) + found.in_none} station transactions, "
+        f"{found.in_none} in no 2.0.1 transaction; 2.0.1 transactions by how many station "
+        f"transactions they hold: {dict(sorted(sizes.items()))}"
+    )
+
+
 def _ms(values: list[float]) -> str:
     if not values:
         return "-"
@@ -898,9 +1102,16 @@ def _ms(values: list[float]) -> str:
     )
 
 
-@pytest.mark.parametrize(("seed", "connectors", "sessions", "ocpp"), _cases())
+@pytest.mark.parametrize(("seed", "connectors", "sessions", "ocpp", "points"), _cases())
 def test_chaos(
-    make_daemon: Any, csms: CsmsThread, seed: int, connectors: int, sessions: int, ocpp: str
+    make_daemon: Any,
+    csms: CsmsThread,
+    seed: int,
+    connectors: int,
+    sessions: int,
+    ocpp: str,
+    points: str,
+    tmp_path: Path,
 ) -> None:
     began = time.monotonic()
     csms.id_tags = {**dict.fromkeys(KNOWN, "Accepted")}
@@ -920,13 +1131,46 @@ def test_chaos(
         csms={"response_timeout": 3},
         hardware={"sim_event_log": True},
         ocpp={"version": ocpp},
+        extra=_points_toml(points),
     )
-    chaos = Chaos(seed, connectors, sessions, daemon, csms, ocpp)
+    chaos = Chaos(seed, connectors, sessions, daemon, csms, ocpp, points)
+    try:
+        _play(chaos, began)
+    except Exception as failure:
+        kept = _keep(daemon, tmp_path)
+        failure.add_note(
+            f"seed {seed}, {connectors} connector(s), OCPP {ocpp}, points {points or '-'}, "
+            f"{time.monotonic() - began:.1f} s in: the daemon's log and store are in {kept}"
+        )
+        raise
+
+
+def _keep(daemon: Daemon, into: Path) -> Path:
+    """Copy the daemon's log and store (with its WAL) to `into` (pytest keeps it)."""
+    kept = into / "failed-run"
+    kept.mkdir(exist_ok=True)
+    for source in [daemon.log_path, *(daemon.dir / "state").glob("*")]:
+        if source.is_file():
+            shutil.copy(source, kept / source.name)
+    return kept
+
+
+def _play(chaos: Chaos, began: float) -> None:
+    """Play the sessions, then check and print the summary."""
+    daemon, ocpp, points = chaos.daemon, chaos.ocpp, chaos.points
     chaos.wait_link()
-    for connector in range(1, connectors + 1):
+    for connector in range(1, chaos.connectors + 1):
         daemon.request("meter_set", connector=connector, wh=1000.0 * connector)
     chaos.run()
     events = read_events(daemon.dir / "state" / "sim-events.jsonl")
+    if points:
+        found = check_201_points(chaos)
+        power = check_power_path(events, chaos.attempts)
+        elapsed = time.monotonic() - began
+        print(
+            "\n" + summary_201(chaos, found.views, power, elapsed) + summary_points(found, points)
+        )
+        return
     if ocpp == V201:
         views_201 = check_201(chaos)
         power = check_power_path(events, chaos.attempts)
@@ -935,6 +1179,46 @@ def test_chaos(
     views = check(chaos)
     power = check_power_path(events, chaos.attempts)
     print("\n" + summary(chaos, views, power, time.monotonic() - began))
+
+
+def _points_toml(points: str) -> str:
+    """[ocpp.variables] for "TxStartPoint/TxStopPoint" ("": none, the defaults)."""
+    if not points:
+        return ""
+    start, stop = points.split("/")
+    return (
+        f'[ocpp.variables]\n"TxCtrlr.TxStartPoint" = "{start}"\n"TxCtrlr.TxStopPoint" = "{stop}"\n'
+    )
+
+
+def test_a_station_transaction_starts_in_the_event_that_reports_it() -> None:
+    """`_starts_in`: the Started or an Updated with the idTag at the start's time; the
+    Updated(CablePluggedIn) without idToken only after an event that carried the idTag."""
+    card, other = KNOWN[0], KNOWN[1]
+    at, later, end = "2025-01-01T10:00:01.000Z", "2025-01-01T10:00:05.000Z", "2025-01-01T11:00Z"
+    row = (7, 1, card, 1000.0, at, 1010.0, end)
+
+    def event(seq: int, kind: str, trigger: str, stamp: str, tag: str | None) -> dict[str, Any]:
+        token = {} if tag is None else {"idToken": {"idToken": tag, "type": "ISO14443"}}
+        fields = {"seqNo": seq, "eventType": kind, "triggerReason": trigger, "timestamp": stamp}
+        return fields | token
+
+    card_first = event(0, "Started", "Authorized", "2025-01-01T09:59:58.000Z", card)
+    joined = event(1, "Updated", "CablePluggedIn", at, None)
+    assert _starts_in([card_first, joined], row, energy_transfer=False)
+    assert _starts_in([event(0, "Started", "Authorized", at, card)], row, False)
+    assert _starts_in([card_first, event(1, "Updated", "Authorized", at, card)], row, False)
+    refused = {
+        "another card's Started": [event(0, "Started", "Authorized", at, other), joined],
+        "no idTag before the join": [event(0, "Started", "EVDetected", at, None), joined],
+        "the idTag only after it": [joined | {"seqNo": 0}, card_first | {"seqNo": 1}],
+        "another time": [card_first, event(1, "Updated", "CablePluggedIn", later, None)],
+        "another trigger": [card_first, event(1, "Updated", "ChargingStateChanged", at, None)],
+        "a Started later": [event(0, "Started", "EnergyTransfer", later, card)],
+    }
+    for what, events in refused.items():
+        assert not _starts_in(events, row, energy_transfer=False), what
+    assert _starts_in(refused["a Started later"], row, energy_transfer=True)
 
 
 def test_the_power_path_check_fails_on_each_kind_of_violation() -> None:
