@@ -377,3 +377,15 @@ def test_a_power_cut_ends_the_transaction_after_its_last_event(
     ended = ended_event(csms, after=mark)
     assert ended["transactionInfo"]["stoppedReason"] == "PowerLoss"
     assert ended["timestamp"] >= charging["timestamp"]  # not before an event it holds
+
+
+def test_making_an_evse_unavailable_during_a_transaction_started_at_plug_in_is_scheduled(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    daemon = station("EVConnected")
+    mark, _ = plug_in(daemon, csms)
+    request = {"operationalStatus": "Inoperative", "evse": {"id": 1}}
+    assert csms.call("ChangeAvailability", request)["status"] == "Scheduled"
+    daemon.request("unplug", connector=1)
+    ended_event(csms, after=mark)
+    daemon.wait_status("Unavailable")

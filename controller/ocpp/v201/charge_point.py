@@ -312,8 +312,11 @@ class ChargePoint201(OcppLink):
         if connector is None:
             return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
         operative = req["operationalStatus"] == "Operative"
-        answer = self.station.change_availability(connector, operative)
-        return {"status": answer.value}
+        answer = self.station.change_availability(connector, operative).value
+        numbers = [c.number for c in self.station.core.connectors if connector in (0, c.number)]
+        if not operative and any(self.events.open_on(n) for n in numbers):
+            answer = "Scheduled"  # a transaction without a station one (started at plug-in)
+        return {"status": answer}
 
     async def _clear_cache(self, req: dict[str, Any]) -> dict[str, Any]:
         await self.station.authorizer.clear_cache()

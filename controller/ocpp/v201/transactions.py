@@ -79,6 +79,11 @@ def meter_value(data: dict[str, Any], resolve: Callable[[str], str]) -> dict[str
     }
 
 
+def _is_first(record: dict[str, Any], message: OutboxMessage) -> bool:
+    """Whether `message` is (or, not numbered yet, will be) the transaction's first event."""
+    return int(record.get("next", 0)) == 0 or record.get("seq", {}).get(str(message.id)) == 0
+
+
 def _energy(wh: float, context: str, stamp: str) -> dict[str, Any]:
     return {
         "timestamp": stamp,
@@ -318,11 +323,10 @@ class TransactionEvents:
         data = message.data
         stamp = self.sent_time(tx.id, "started_at", tx.started_at)
         record = self.record(uid) or {}
-        remote = data.get("remote_start_id")
         trigger = record.get("triggers", {}).get(str(tx.id), "Authorized")
-        if remote is not None and trigger == "Authorized":
+        if data.get("remote_start_id") is not None and trigger == "Authorized":
             trigger = "RemoteStart"
-        first = int(record.get("next", 0)) == 0 or record.get("seq", {}).get(str(message.id)) == 0
+        first = _is_first(record, message)
         meter = None
         if first:
             begin = _energy(tx.meter_start_wh, "Transaction.Begin", stamp)
@@ -334,12 +338,8 @@ class TransactionEvents:
             tx.started_at, "EVConnected", meter=meter,
         )  # fmt: skip
         payload["timestamp"] = stamp
-        if first or trigger != "CablePluggedIn":  # else its Started had the idToken
-            payload["idToken"] = self.tokens.id_token(tx.id_tag)
-        if remote is not None:
-            payload["transactionInfo"]["remoteStartId"] = remote
-        if data.get("reservation_id") is not None:
-            payload["reservationId"] = data["reservation_id"]
+        told = not first and trigger == "CablePluggedIn"  # its Started had the idToken
+        self._with_start(payload, None if told else tx.id_tag, data)
         return name, payload
 
     def _authorization_ended(
@@ -391,7 +391,7 @@ class TransactionEvents:
         ended = data["event"] == "ended"
         if not ended:
             self._not_after_ended(message, uid, record)
-        first = int(record.get("next", 0)) == 0 or record.get("seq", {}).get(str(message.id)) == 0
+        first = _is_first(record, message)
         context = "Transaction.End" if ended else "Transaction.Begin"
         meter = [_energy(data["energy_wh"], context, stamp)] if "energy_wh" in data else []
         if ended:
@@ -404,13 +404,20 @@ class TransactionEvents:
         if ended:
             self._mark_ended(uid)
             payload["transactionInfo"]["stoppedReason"] = data["reason"]
-        if data.get("id_tag"):
-            payload["idToken"] = self.tokens.id_token(data["id_tag"])
+        self._with_start(payload, data.get("id_tag"), data)
+        return name, payload
+
+    def _with_start(
+        self, payload: dict[str, Any], id_tag: str | None, data: dict[str, Any]
+    ) -> None:
+        """What began the transaction, in the event reporting it: the idToken, the
+        remoteStartId and the reservationId (the start's details in `data`)."""
+        if id_tag:
+            payload["idToken"] = self.tokens.id_token(id_tag)
         if data.get("remote_start_id") is not None:
             payload["transactionInfo"]["remoteStartId"] = data["remote_start_id"]
         if data.get("reservation_id") is not None:
             payload["reservationId"] = data["reservation_id"]
-        return name, payload
 
     def _triggered(
         self, message: OutboxMessage, uid: str, connector: int
