@@ -493,6 +493,17 @@ class Store:
             sql, args = sql + " AND id > ?", (*args, after)
         return self._db.execute(sql + " LIMIT 1", args).fetchone() is not None
 
+    def pending_unbound(self, kinds: tuple[str, ...]) -> list[dict[str, Any]]:
+        """The data of the waiting events of these kinds that belong to no station
+        transaction (a protocol layer's own)."""
+        marks = ",".join("?" * len(kinds))
+        rows = self._db.execute(
+            f"SELECT data FROM outbox WHERE state = 'pending' AND tx_id IS NULL"
+            f" AND kind IN ({marks})",
+            kinds,
+        )
+        return [json.loads(r[0]) for r in rows]
+
     def has_pending_mentioning(self, text: str) -> bool:
         """Whether a waiting event's data holds `text` (an id a protocol layer put there
         for events that belong to no station transaction)."""

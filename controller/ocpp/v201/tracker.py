@@ -124,8 +124,8 @@ class TransactionTracker:
         record = self.events.record(uid) if uid is not None else None
         open_tx = None
         if record is not None:
-            fields = ("begun", "authorized", "stopped")
-            open_tx = OpenTx(**{k: record[k] for k in fields if k in record})
+            kept = ("begun", "authorized", "stopped")
+            open_tx = OpenTx(**{k: record[k] for k in kept if k in record})
         ended = None
         if before.tx is not None and now.tx != before.tx:
             tx = self.store.transaction(before.tx)
@@ -302,14 +302,15 @@ class TransactionTracker:
     def answered(self, row: dict[str, Any], status: str) -> None:
         """The CSMS's verdict on the idToken of a Started event of the layer's own: a
         refusal ends the authorization (E05): the station transaction's rules apply if
-        it runs, else the transaction ends (Deauthorized) with the authorization."""
+        it runs; an authorization still waiting for the EV goes with the transaction
+        (Deauthorized)."""
         if status == "Accepted":
             return
         number = int(row["connector"])
         tx_id = self.station.transaction_id(number)
         if tx_id is not None:
             self.station.transaction_confirmed(tx_id, status)
-        elif self.points().ends_with_authorization:
+        elif self.facts(number).authorized is not None:
             self.end(row["uid"], "Deauthorized", "DeAuthorized")
 
     def end_waiting(self, reason: StopReason) -> None:

@@ -42,6 +42,7 @@ from controller.store import OutboxMessage, Store, TransactionRecord
 
 RECORDS = "tx201"  # store records: transactionId -> the 2.0.1 transaction (module docstring)
 OWN_EVENT = "tx201"  # outbox kind: a start or end of a 2.0.1 transaction of its own
+LAYER_KINDS = (OWN_EVENT, "state", "trigger")  # the kinds of rows that may name a uid
 
 # ReadingContext -> triggerReason of an Updated event carrying the values
 _METER_TRIGGERS = {
@@ -171,8 +172,11 @@ class TransactionEvents:
         """Forget the ended transactions no queued event names: those whose events all
         went to a 1.6 CSMS (1.6 keeps none of this) or were given up. The rest go when
         their Ended event is delivered."""
+        named = {row.get("uid") for row in self.store.pending_unbound(LAYER_KINDS)}
         for uid, record in self.store.records(RECORDS).items():
-            if not record.get("open") and not self.pending(uid):
+            if record.get("open") or uid in named:
+                continue
+            if not any(self.store.has_pending(t) for t in record.get("txs", ())):
                 self.store.delete_record(RECORDS, uid)
 
     def _in_it(self, message: OutboxMessage, record: dict[str, Any]) -> bool:
