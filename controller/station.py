@@ -148,6 +148,10 @@ class Station:
         self.measurands: Callable[[str], list[str]] = keys.get_list
         self.start_measurands: Callable[[], list[str] | None] = lambda: None
         self.stop_data_interval: Callable[[], int | None] = lambda: None
+        # A protocol layer's own transaction on a connector with no station transaction
+        # (2.0.1's, started at plug-in, say), by the id its meter values carry: such a
+        # connector is sampled like one in a transaction. None: none.
+        self.layer_transaction: Callable[[int], str | None] = lambda connector: None
         # Who follows every change of the connectors' sessions (2.0.1's transactions, which
         # may start at plug-in): called with each change's effects once they are carried out.
         self.session_watchers: list[Callable[[list[Any]], None]] = []
@@ -925,6 +929,9 @@ class Station:
         if reported:
             data = {"connector": connector, "timestamp": timestamp, "samples": reported}
             data |= self._offline()
+            layer_tx = self.layer_transaction(connector) if tx_id is None else None
+            if layer_tx is not None:
+                data["uid"] = layer_tx
             if self._make_room(data):
                 self.store.enqueue("meter", data, tx_id)
                 self._notify_link()
@@ -945,18 +952,24 @@ class Station:
         return True
 
     async def _sample_loop(self) -> None:
-        """Sample.Periodic values of running transactions, every MeterValueSampleInterval."""
+        """Sample.Periodic values of running transactions (and of a layer's own, see
+        layer_transaction), every MeterValueSampleInterval."""
         started: dict[int, float] = {}
         kept: dict[int, float] = {}  # the same for the stop data, when on its own interval
         while True:
             interval = self.keys.get_int("MeterValueSampleInterval")
             keep_interval = self.stop_data_interval()  # None: kept with the periodic ones
             now = time.monotonic()
+            sampled = [
+                c.number
+                for c in self.core.connectors
+                if c.number in self._active_tx or self.layer_transaction(c.number) is not None
+            ]
             for schedule in (started, kept):
                 for connector in list(schedule):
-                    if connector not in self._active_tx:
+                    if connector not in sampled:
                         del schedule[connector]
-            for connector in self._active_tx:
+            for connector in sampled:
                 if _due(started, connector, interval, now):
                     self.record_meter_values(
                         connector, "Sample.Periodic", aligned=False, keep=keep_interval is None

@@ -389,3 +389,19 @@ def test_making_an_evse_unavailable_during_a_transaction_started_at_plug_in_is_s
     daemon.request("unplug", connector=1)
     ended_event(csms, after=mark)
     daemon.wait_status("Unavailable")
+
+
+def test_a_transaction_waiting_for_its_card_gets_its_periodic_meter_values(
+    station: Callable[..., Daemon], csms: CsmsThread
+) -> None:
+    daemon = station("EVConnected", keys={"MeterValueSampleInterval": 1})
+    mark, started = plug_in(daemon, csms)
+    periodic = event(csms, mark, triggerReason="MeterValuePeriodic")
+    uid = started["transactionInfo"]["transactionId"]
+    assert periodic["transactionInfo"]["transactionId"] == uid
+    assert not csms.calls("MeterValues")  # they are the transaction's, not outside one
+    daemon.request("card", uid=CARD)
+    event(csms, mark, triggerReason="Authorized")
+    daemon.request("unplug", connector=1)
+    ended_event(csms, after=mark)
+    assert "MeterValuePeriodic" in the_transaction(csms).trigger_reasons

@@ -75,6 +75,7 @@ class ChargePoint201(OcppLink):
         self.events = TransactionEvents(store, self.tokens, self._time, self._sent_time)
         self.tracker = TransactionTracker(self)
         station.session_watchers.append(self.tracker.changed)
+        station.layer_transaction = self.tracker.without_station_tx
         self.vendors = VendorRegistry(self._call, lambda: self.online)
         self.vendors.register_vendor(EVSED_VENDOR_ID, evsed_vendor(self))
         # Set by the daemon when it builds the device model feature (None in bare tests).

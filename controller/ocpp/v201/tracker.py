@@ -68,6 +68,16 @@ class TransactionTracker:
             if record.get("open")
         }
 
+    def without_station_tx(self, number: int) -> str | None:
+        """The transactionId of EVSE `number`'s 2.0.1 transaction while no station
+        transaction runs in it (waiting for its card, or outliving one): its meter values
+        are its own (Station.layer_transaction)."""
+        if self.station.transaction_id(number) is not None:
+            return None
+        uid = self.events.open_on(number)
+        record = self.events.record(uid) if uid is not None else None
+        return uid if record is not None and record.get("begun", True) else None
+
     def points(self) -> TxPoints:
         model = self.cp.device_model
         if model is None:

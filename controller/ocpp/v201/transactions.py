@@ -42,7 +42,7 @@ from controller.store import OutboxMessage, Store, TransactionRecord
 
 RECORDS = "tx201"  # store records: transactionId -> the 2.0.1 transaction (module docstring)
 OWN_EVENT = "tx201"  # outbox kind: a start or end of a 2.0.1 transaction of its own
-LAYER_KINDS = (OWN_EVENT, "state", "trigger")  # the kinds of rows that may name a uid
+LAYER_KINDS = (OWN_EVENT, "state", "trigger", "meter")  # the kinds of rows that may name a uid
 
 # ReadingContext -> triggerReason of an Updated event carrying the values
 _METER_TRIGGERS = {
@@ -248,8 +248,6 @@ class TransactionEvents:
         self, message: OutboxMessage, tx: TransactionRecord | None
     ) -> tuple[str, dict[str, Any]] | None:
         data = message.data
-        if message.kind == "meter" and tx is None:
-            return self._meter_values(data)
         if data.get("uid") is not None:  # the layer's own rows: starts, ends, charging states
             found = self._find(message)
             if found is None:
@@ -259,7 +257,11 @@ class TransactionEvents:
             self._not_after_ended(message, *found)
             if message.kind == "trigger":
                 return self._triggered(message, found[0], found[1]["connector"])
+            if message.kind == "meter":  # sampled while no station transaction runs in it
+                return self._sampled(message, found[0], found[1]["connector"])
             return self._state(message, found[0], found[1]["connector"])
+        if message.kind == "meter" and tx is None:
+            return self._meter_values(data)
         if tx is None:
             raise ValueError(f"a {message.kind} event without its transaction")
         if self.containing(tx.id) is None:
@@ -278,10 +280,7 @@ class TransactionEvents:
                 return self._authorization_ended(message, uid, tx)
             return self._ended(message, uid, record, tx)
         if message.kind == "meter":
-            trigger = _METER_TRIGGERS.get(data["samples"][0].get("context", ""), "Trigger")
-            values = [meter_value(data, self.resolve)]
-            return self._event(message, uid, tx.connector, "Updated", trigger, data["timestamp"],
-                               None, meter=values)  # fmt: skip
+            return self._sampled(message, uid, tx.connector)
         if message.kind == "trigger":
             return self._triggered(message, uid, tx.connector)
         if message.kind == "state":
@@ -422,6 +421,16 @@ class TransactionEvents:
             payload["transactionInfo"]["remoteStartId"] = data["remote_start_id"]
         if data.get("reservation_id") is not None:
             payload["reservationId"] = data["reservation_id"]
+
+    def _sampled(
+        self, message: OutboxMessage, uid: str, connector: int
+    ) -> tuple[str, dict[str, Any]]:
+        data = message.data
+        trigger = _METER_TRIGGERS.get(data["samples"][0].get("context", ""), "Trigger")
+        values = [meter_value(data, self.resolve)]
+        return self._event(
+            message, uid, connector, "Updated", trigger, data["timestamp"], None, values
+        )
 
     def _triggered(
         self, message: OutboxMessage, uid: str, connector: int
