@@ -248,43 +248,39 @@ class TransactionEvents:
         self, message: OutboxMessage, tx: TransactionRecord | None
     ) -> tuple[str, dict[str, Any]] | None:
         data = message.data
-        if data.get("uid") is not None:  # the layer's own rows: starts, ends, charging states
+        if data.get("uid") is not None:  # the layer's own rows
             found = self._find(message)
             if found is None:
                 raise ValueError(f"a {message.kind} event of a transaction no longer kept")
-            if message.kind == OWN_EVENT:
-                return self._own(message, *found)
-            self._not_after_ended(message, *found)
-            if message.kind == "trigger":
-                return self._triggered(message, found[0], found[1]["connector"])
-            if message.kind == "meter":  # sampled while no station transaction runs in it
-                return self._sampled(message, found[0], found[1]["connector"])
-            return self._state(message, found[0], found[1]["connector"])
-        if message.kind == "meter" and tx is None:
-            return self._meter_values(data)
-        if tx is None:
+        elif tx is None:
+            if message.kind == "meter":
+                return self._meter_values(data)
             raise ValueError(f"a {message.kind} event without its transaction")
-        if self.containing(tx.id) is None:
-            self.uid(tx.id)  # one the tracker did not see start: its start is the Started
-        found = self.containing(tx.id)
-        assert found is not None
+        else:
+            if self.containing(tx.id) is None:
+                self.uid(tx.id)  # one the tracker did not see start: its start is the Started
+            found = self.containing(tx.id)
+            assert found is not None
+            if not self._in_it(message, found[1]):
+                return self._outside(message, *found)
         uid, record = found
-        if not self._in_it(message, record):
-            return self._outside(message, uid, record)
         if not self._is_end(message, record):
             self._not_after_ended(message, uid, record)
-        if message.kind == "start":
+        connector = int(record["connector"])
+        if message.kind == OWN_EVENT:
+            return self._own(message, uid, record)
+        if message.kind == "start" and tx is not None:
             return self._start(message, uid, tx)
-        if message.kind == "stop":
-            if message.tx_id in record.get("outlived", []):
+        if message.kind == "stop" and tx is not None:
+            if tx.id in record.get("outlived", []):
                 return self._authorization_ended(message, uid, tx)
             return self._ended(message, uid, record, tx)
         if message.kind == "meter":
-            return self._sampled(message, uid, tx.connector)
+            return self._sampled(message, uid, connector)
         if message.kind == "trigger":
-            return self._triggered(message, uid, tx.connector)
+            return self._triggered(message, uid, connector)
         if message.kind == "state":
-            return self._state(message, uid, tx.connector)
+            return self._state(message, uid, connector)
         raise ValueError(f"unknown event kind {message.kind}")
 
     def _meter_values(self, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -392,8 +388,6 @@ class TransactionEvents:
         data = message.data
         stamp = self.resolve(data["timestamp"])
         ended = data["event"] == "ended"
-        if not ended:
-            self._not_after_ended(message, uid, record)
         first = _is_first(record, message)
         context = "Transaction.End" if ended else "Transaction.Begin"
         meter = [_energy(data["energy_wh"], context, stamp)] if "energy_wh" in data else []
