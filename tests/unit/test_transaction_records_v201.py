@@ -30,3 +30,20 @@ def test_an_ended_transaction_is_forgotten_once_nothing_queued_names_it(tmp_path
         store.mark_delivered(message.id)
     events.prune()
     assert set(store.records(RECORDS)) == {"open"}  # an open one stays
+
+
+def test_a_transaction_started_by_energy_at_once_says_charging(tmp_path: Path) -> None:
+    # TxStartPoint EnergyTransfer, energy flowing as the station transaction starts: its
+    # start is the Started event, and it says Charging (no ChargingStateChanged after it).
+    store = Store(tmp_path / "evsed.db")
+    events = TransactionEvents(store, TokenTypes(store), str, lambda _t, _c, s: s)
+    tx_id = store.begin_transaction(1, "04A1B2C3", None, 100.0, STAMP)
+    triggers = {str(tx_id): "ChargingStateChanged"}
+    store.put_record(RECORDS, "t", new_record(1, [tx_id], triggers=triggers, state="Charging"))
+    start = store.next_message()
+    assert start is not None
+    rendered = events.render(start, store.transaction(tx_id))
+    assert rendered is not None
+    _, payload = rendered
+    assert (payload["eventType"], payload["triggerReason"]) == ("Started", "ChargingStateChanged")
+    assert payload["transactionInfo"]["chargingState"] == "Charging"

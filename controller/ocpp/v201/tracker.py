@@ -183,7 +183,8 @@ class TransactionTracker:
                 uid = str(uuid.uuid4())
                 tx = decision.with_start_of
                 triggers = {str(tx): decision.trigger}
-                return uid, new_record(number, [tx], triggers=triggers), False
+                state = "Charging" if decision.trigger == "ChargingStateChanged" else "EVConnected"
+                return uid, new_record(number, [tx], triggers=triggers, state=state), False
             if record is None or uid is None:  # else: a held transaction begins now
                 uid, record = str(uuid.uuid4()), new_record(number, [])
             state = self.charging_state(now, number)

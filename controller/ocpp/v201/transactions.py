@@ -332,9 +332,10 @@ class TransactionEvents:
             # TxStartedMeasurands beyond the energy register, read as the transaction started
             begin["sampledValue"] += [sampled_value(s) for s in data.get("start_samples", [])]
             meter = [begin]
+        state = "Charging" if trigger == "ChargingStateChanged" else "EVConnected"  # energy at once
         name, payload = self._event(
             message, uid, tx.connector, "Started" if first else "Updated", trigger,
-            tx.started_at, "EVConnected", meter=meter,
+            tx.started_at, state, meter=meter,
         )  # fmt: skip
         payload["timestamp"] = stamp
         told = not first and trigger == "CablePluggedIn"  # its Started had the idToken
